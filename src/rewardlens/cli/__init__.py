@@ -1,0 +1,37 @@
+"""The `rewardlens` command line: a thin Typer layer over the Python API.
+
+Each verb group lives in its own module and registers itself on the shared apps in `cli.apps`.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+import typer
+
+from rewardlens.cli.apps import app
+from rewardlens.errors import UserError
+
+# Importing a command module registers its commands; the order is the order of `--help`.
+from rewardlens.cli import scoring  # noqa: E402,F401  isort: skip
+
+
+def main() -> None:
+    """Console-script entry point: user errors become one line on stderr and exit code 2."""
+    try:
+        app(standalone_mode=False)
+    except UserError as err:
+        typer.echo(f"error: {err}", err=True)
+        sys.exit(2)
+    except click.exceptions.Abort:
+        typer.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as err:
+        err.show()
+        sys.exit(err.exit_code)
+    except click.exceptions.Exit as err:
+        sys.exit(err.exit_code)
+
+
+__all__ = ["app", "main"]

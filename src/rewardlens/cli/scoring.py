@@ -1,0 +1,1 @@
+"""`rewardlens score` and `rewardlens bench engine`."""
