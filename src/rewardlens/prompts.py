@@ -2,8 +2,9 @@
 
 A prompt set is a list of `Prompt`s with unique ids. The bundled sets are `value54` (the 54 prompts of
 the value-bias study: 6 adjectives x 3 scopes x 3 phrasings) and `optpess3` (the three prompts of the
-optimal/pessimal tokens study). Users pass a YAML file (`id: text` mapping, or a list of texts) or a
-plain text file with one prompt per line.
+optimal/pessimal tokens study). Users pass a YAML file (an `id: text` mapping, an
+`id: {text: ..., framing: positive|negative}` mapping, or a list of texts) or a plain text file with one
+prompt per line.
 """
 
 from __future__ import annotations
@@ -143,10 +144,13 @@ def prompts_from_records(records: Sequence[dict[str, Any]]) -> list[Prompt]:
 def _from_yaml_value(value: Any, source: str) -> list[Prompt]:
     if isinstance(value, dict):
         prompts = []
-        for key, text in value.items():
-            if not isinstance(text, str) or not text.strip():
+        for key, entry in value.items():
+            if isinstance(entry, dict):
+                prompts.append(_prompt_from_mapping(str(key), entry, source))
+                continue
+            if not isinstance(entry, str) or not entry.strip():
                 raise UserError(f"prompts file {source}: the prompt {key!r} is not a non-empty string")
-            prompts.append(_prompt_with_design(str(key), text))
+            prompts.append(_prompt_with_design(str(key), entry))
         return prompts
     if isinstance(value, list):
         if not all(isinstance(text, str) and text.strip() for text in value):
@@ -155,6 +159,22 @@ def _from_yaml_value(value: Any, source: str) -> list[Prompt]:
     if value is None:
         return []
     raise UserError(f"prompts file {source}: expected a mapping `id: text` or a list of texts")
+
+
+def _prompt_from_mapping(prompt_id: str, entry: dict[str, Any], source: str) -> Prompt:
+    """`id: {text: ..., framing: positive}`: how a user gives the framing of ids outside the design."""
+    text = entry.get("text")
+    if not isinstance(text, str) or not text.strip():
+        raise UserError(f"prompts file {source}: the prompt {prompt_id!r} has no `text`")
+    unknown = set(entry) - {"text", "framing", "adjective", "scope", "phrasing"}
+    if unknown:
+        field = sorted(unknown)[0]
+        raise UserError(f"prompts file {source}: the prompt {prompt_id!r} has unknown field {field!r}")
+    framing = entry.get("framing")
+    if framing not in (None, "positive", "negative"):
+        raise UserError(f"prompts file {source}: framing of {prompt_id!r} must be positive or negative")
+    design = {**design_of_id(prompt_id), **{k: v for k, v in entry.items() if k != "text" and v is not None}}
+    return Prompt(prompt_id, text, **{k: None if v is None else str(v) for k, v in design.items()})
 
 
 def _prompt_with_design(prompt_id: str, text: str) -> Prompt:
