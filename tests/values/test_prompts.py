@@ -94,7 +94,7 @@ def test_missing_file_and_duplicate_cli_prompts(tmp_path: Path) -> None:
 
 def test_yaml_entries_with_framing(tmp_path: Path) -> None:
     path = tmp_path / "framed.yaml"
-    path.write_text("nice: {text: Nicest?, framing: positive}\nugly: {text: Ugliest?, framing: negative}\n")
+    path.write_text("nice: {text: Nicest, framing: positive}\nugly: {text: Ugliest, framing: negative}\n")
     assert [(p.id, p.framing) for p in load_prompts(path)] == [("nice", "positive"), ("ugly", "negative")]
     path.write_text('nice: {text: "Nicest?", framing: sideways}\n')
     with pytest.raises(UserError, match="positive or negative"):
