@@ -1,0 +1,159 @@
+"""Load weights and tokenizer for a model spec and decide how it is scored."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from rewardlens.errors import UserError
+from rewardlens.models.heads import ScoreHead, find_score_head
+from rewardlens.models.spec import ResolvedModel, resolve_model
+
+ModelKind = Literal["reward", "lm"]
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@dataclass
+class LoadedModel:
+    """A model ready to score: weights in eval mode, tokenizer, and how its score is read."""
+
+    resolved: ResolvedModel
+    model: nn.Module
+    tokenizer: Any
+    kind: ModelKind
+    head: ScoreHead | None
+    device: torch.device
+    dtype: torch.dtype
+
+    @property
+    def max_length(self) -> int | None:
+        config = self.model.config
+        config = getattr(config, "text_config", None) or config
+        value = getattr(config, "max_position_embeddings", None)
+        return int(value) if value else None
+
+
+def resolve_device(device: str) -> torch.device:
+    """`auto` means CUDA when there is one; asking for CUDA without one is a user error."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise UserError(f"--device {device}: this machine has no CUDA device")
+        index = torch.device(device).index or 0
+        if index >= torch.cuda.device_count():
+            raise UserError(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s)")
+        return torch.device(device)
+    if device == "cpu":
+        return torch.device("cpu")
+    raise UserError(f"unknown device '{device}' (use auto, cpu or cuda[:N])")
+
+
+def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    """`auto` is float32 on CPU and bfloat16 on CUDA."""
+    if dtype == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    if dtype not in DTYPES:
+        raise UserError(f"unknown dtype '{dtype}' (use auto, float32, bfloat16 or float16)")
+    return DTYPES[dtype]
+
+
+def _source_kwargs(resolved: ResolvedModel, trust_remote_code: bool) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code}
+    if resolved.gguf_file:
+        kwargs["gguf_file"] = resolved.gguf_file
+    # A hub revision was already resolved to a snapshot directory, so it is not passed again.
+    return kwargs
+
+
+def _architectures(config: Any) -> list[str]:
+    return list(getattr(config, "architectures", None) or [])
+
+
+def _infer_kind(config: Any, resolved: ResolvedModel) -> ModelKind:
+    architectures = _architectures(config)
+    if any(a.endswith(("ForSequenceClassification", "ForRewardModelWithGating", "ForScore")) for a in architectures):
+        return "reward"
+    if resolved.gguf_file or any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in architectures):
+        return "lm"
+    if not architectures:
+        # A config with no architecture named: a causal LM is the common case for bare checkpoints.
+        return "lm"
+    raise UserError(
+        f"model '{resolved.spec}' is neither a sequence-classification model nor a causal LM "
+        f"(architectures: {', '.join(architectures)})"
+    )
+
+
+def _load_weights(auto_class: Any, resolved: ResolvedModel, kwargs: dict[str, Any]) -> nn.Module:
+    from transformers.utils import logging as hf_logging
+
+    # transformers logs every randomly initialised weight and draws its own bars; our CLI has its own.
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return auto_class.from_pretrained(str(resolved.directory), **kwargs)
+    finally:
+        hf_logging.set_verbosity(verbosity)
+
+
+def load_model(
+    spec: str,
+    *,
+    revision: str | None = None,
+    dtype: str = "auto",
+    device: str = "auto",
+    trust_remote_code: bool = False,
+    kind: str = "auto",
+    random_score_head_seed: int | None = None,
+) -> LoadedModel:
+    """Load a model for scoring.
+
+    `random_score_head_seed` puts a seeded random linear score head on a causal LM (benchmarks and
+    engine tests need an RM-shaped model when no real RM is available offline).
+    """
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+
+    if kind not in ("auto", "reward", "lm"):
+        raise UserError(f"unknown kind '{kind}' (use auto, reward or lm)")
+    resolved = resolve_model(spec, revision)
+    torch_device = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype, torch_device)
+    kwargs = _source_kwargs(resolved, trust_remote_code)
+    try:
+        config = AutoConfig.from_pretrained(str(resolved.directory), **kwargs)
+        tokenizer = AutoTokenizer.from_pretrained(str(resolved.directory), **kwargs)
+    except (OSError, ValueError, KeyError, EOFError) as err:
+        raise UserError(f"cannot load model '{spec}': {str(err).splitlines()[0][:200]}") from None
+
+    model_kind: ModelKind = "reward" if random_score_head_seed is not None else _infer_kind(config, resolved)
+    if kind == "lm":
+        model_kind = "lm"
+    elif kind == "reward" and model_kind != "reward":
+        raise UserError(f"--kind reward: model '{spec}' has no score head (it is a causal LM; use --kind lm)")
+
+    if random_score_head_seed is not None:
+        torch.manual_seed(random_score_head_seed)
+        kwargs["num_labels"] = 1
+    auto_class = AutoModelForSequenceClassification if model_kind == "reward" else AutoModelForCausalLM
+    try:
+        model = _load_weights(auto_class, resolved, {**kwargs, "dtype": torch_dtype})
+    except (OSError, ValueError, KeyError, EOFError, RuntimeError) as err:
+        raise UserError(f"cannot load model '{spec}': {str(err).splitlines()[0][:200]}") from None
+    model.to(torch_device).eval()
+
+    head = None
+    if model_kind == "reward":
+        head = find_score_head(model, resolved.display_name)
+        if head is None:
+            raise UserError(f"model '{spec}' has no score head that rewardlens knows how to read")
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return LoadedModel(resolved, model, tokenizer, model_kind, head, torch_device, torch_dtype)

@@ -1,0 +1,237 @@
+"""The kinds of scorer behind one protocol: a reward model, or the log-probability of a language model.
+
+A scorer turns (prompt, response) pairs into exact id sequences with its template and hands them
+to an engine; it never computes statistics.
+"""
+
+from __future__ import annotations
+
+import platform
+from collections.abc import Callable, Sequence
+from typing import Any, Literal, Protocol
+
+import numpy as np
+import torch
+
+from rewardlens.engine import LogprobReadout, Readout, RewardReadout, ScoreRequest, run_engine
+from rewardlens.engine.readouts import lm_logits
+from rewardlens.errors import UserError
+from rewardlens.models.heads import backbone_of, full_forward_scores
+from rewardlens.models.loading import LoadedModel, load_model
+from rewardlens.models.templates import ConversationTemplate, make_template
+
+Progress = Callable[[int], None] | None
+Reduction = Literal["sum", "mean"]
+
+
+class Scorer(Protocol):
+    """What every scorer offers the sweep, word and implicit jobs."""
+
+    kind: str
+    name: str
+
+    def score_token_ids(
+        self, prompt: str, token_ids: Sequence[int], engine: str = ..., batch_size: int | None = ...,
+        progress: Progress = ...,
+    ) -> np.ndarray: ...
+
+    def score_texts(
+        self, prompt: str, responses: Sequence[str], engine: str = ..., batch_size: int | None = ...,
+        progress: Progress = ...,
+    ) -> np.ndarray: ...
+
+    def describe(self) -> dict[str, Any]: ...
+
+
+def default_batch_size(loaded: LoadedModel, kind: str) -> int:
+    """A batch that fits: from free GPU memory on CUDA, a fixed size that keeps 2 CPU cores busy otherwise."""
+    if loaded.device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(loaded.device)
+        config = getattr(loaded.model.config, "text_config", None) or loaded.model.config
+        hidden = int(getattr(config, "hidden_size", 4096))
+        layers = int(getattr(config, "num_hidden_layers", 32))
+        vocab = int(getattr(config, "vocab_size", 32000)) if kind == "lm" else 0
+        # Per sequence of ~64 tokens: the KV copy, a few activations, and log-probabilities over the vocabulary.
+        per_sequence = 64 * (4 * hidden * layers + 16 * hidden + vocab) * 4
+        return int(max(1, min(4096, 0.4 * free // per_sequence)))
+    return 256 if kind == "reward" else 64
+
+
+class ModelScorer:
+    """Scores responses with a reward model (raw head logit) or a language model (log-probability)."""
+
+    def __init__(self, loaded: LoadedModel, template: ConversationTemplate, include_end: bool = False) -> None:
+        self.loaded = loaded
+        self.template = template
+        self.kind = loaded.kind
+        self.name = loaded.resolved.display_name
+        self.tokenizer = loaded.tokenizer
+        self.model = loaded.model
+        # For a language model: also count the end-of-turn token after the response.
+        self.include_end = include_end
+        self._backbone = backbone_of(loaded.model)
+        self._readout: Readout
+        if self.kind == "reward":
+            assert loaded.head is not None
+            self._readout = RewardReadout(loaded.model, loaded.head)
+        else:
+            self._readout = LogprobReadout(loaded.model)
+
+    # -- requests ------------------------------------------------------------------------------
+    def _end_ids(self) -> list[int]:
+        """The tokens scored after the response: the whole suffix for an RM, at most its first token for an LM."""
+        if self.kind == "reward":
+            return self.template.suffix_ids
+        return self.template.suffix_ids[:1] if self.include_end else []
+
+    def token_requests(self, prompt: str, token_ids: Sequence[int]) -> list[ScoreRequest]:
+        prefix = tuple(self.template.prefix_ids(prompt))
+        end = tuple(self._end_ids())
+        self._check_length(len(prefix) + 1 + len(end))
+        return [ScoreRequest(prefix, (int(token_id), *end)) for token_id in token_ids]
+
+    def text_requests(self, prompt: str, responses: Sequence[str]) -> list[ScoreRequest]:
+        prefix = self.template.prefix_ids(prompt)
+        suffix = self.template.suffix_ids
+        requests = []
+        for response in responses:
+            ids = self.template.conversation_ids(prompt, response)
+            if self.kind == "lm" and suffix and ids[-len(suffix) :] == suffix:
+                ids = ids[: len(ids) - len(suffix)] + self._end_ids()
+            self._check_length(len(ids))
+            requests.append(ScoreRequest.split(ids, prefix))
+        return requests
+
+    def _check_length(self, n_tokens: int) -> None:
+        limit = self.loaded.max_length
+        if limit is not None and n_tokens > limit:
+            raise UserError(f"prompt plus response is {n_tokens} tokens, longer than the model's context of {limit}")
+
+    # -- scoring -------------------------------------------------------------------------------
+    def run(
+        self,
+        requests: Sequence[ScoreRequest],
+        engine: str = "cached",
+        batch_size: int | None = None,
+        progress: Progress = None,
+    ) -> list[Any]:
+        """Per-request results: a float for an RM, the per-token log-probabilities for an LM."""
+        if not requests:
+            raise UserError("nothing to score: the response list is empty")
+        head = self.loaded.head
+        if head is not None and head.needs_full_forward:
+            return self._run_full_forward(requests, progress)
+        size = batch_size or default_batch_size(self.loaded, self.kind)
+        return run_engine(engine, self._backbone, self._readout, requests, self.loaded.device, size, progress)
+
+    @torch.inference_mode()
+    def _run_full_forward(self, requests: Sequence[ScoreRequest], progress: Progress) -> list[Any]:
+        # One unpadded sequence at a time: the model's own forward decides which position it reads.
+        results = []
+        for request in requests:
+            ids = torch.tensor([request.ids], device=self.loaded.device)
+            results.append(float(full_forward_scores(self.model, input_ids=ids)[0]))
+            if progress:
+                progress(1)
+        return results
+
+    def _reduce(self, results: list[Any], reduction: Reduction) -> np.ndarray:
+        if self.kind == "reward":
+            return np.asarray(results, dtype=np.float64)
+        reduce = np.sum if reduction == "sum" else np.mean
+        return np.asarray([reduce(r) for r in results], dtype=np.float64)
+
+    def score_token_ids(
+        self,
+        prompt: str,
+        token_ids: Sequence[int],
+        engine: str = "cached",
+        batch_size: int | None = None,
+        progress: Progress = None,
+        reduction: Reduction = "sum",
+    ) -> np.ndarray:
+        """Scores of single-token responses, each exactly `prefix_ids + [id] + suffix_ids`."""
+        return self._reduce(self.run(self.token_requests(prompt, token_ids), engine, batch_size, progress), reduction)
+
+    def score_texts(
+        self,
+        prompt: str,
+        responses: Sequence[str],
+        engine: str = "cached",
+        batch_size: int | None = None,
+        progress: Progress = None,
+        reduction: Reduction = "sum",
+    ) -> np.ndarray:
+        """Scores of text responses, each the tokenization of the full rendered conversation."""
+        return self._reduce(self.run(self.text_requests(prompt, responses), engine, batch_size, progress), reduction)
+
+    def token_logprobs(
+        self, prompt: str, responses: Sequence[str], engine: str = "cached", batch_size: int | None = None
+    ) -> list[np.ndarray]:
+        """Per-token log-probabilities of each response (language models only)."""
+        self._require_lm("per-token log-probabilities")
+        return self.run(self.text_requests(prompt, responses), engine, batch_size)
+
+    @torch.inference_mode()
+    def first_token_logprobs(self, prompt: str) -> np.ndarray:
+        """log p(first response token = v | prompt) for the whole vocabulary, from one forward pass."""
+        self._require_lm("first-token log-probabilities")
+        prefix = torch.tensor([self.template.prefix_ids(prompt)], device=self.loaded.device)
+        hidden = self._backbone(input_ids=prefix, use_cache=False).last_hidden_state[:, -1]
+        logits = lm_logits(self.model, hidden)
+        return torch.log_softmax(logits, dim=-1)[0].double().cpu().numpy()
+
+    def _require_lm(self, what: str) -> None:
+        if self.kind != "lm":
+            raise UserError(f"{what} need a language model; '{self.name}' is a reward model")
+
+    def describe(self) -> dict[str, Any]:
+        """What run.json records about the model and how it was scored."""
+        import transformers
+
+        from rewardlens import __version__
+
+        loaded = self.loaded
+        return {
+            "model": self.name,
+            "spec": loaded.resolved.spec,
+            "resolved_path": str(loaded.resolved.directory / (loaded.resolved.gguf_file or "")),
+            "revision": loaded.resolved.revision,
+            "kind": self.kind,
+            "head": loaded.head.name if loaded.head else None,
+            "dtype": str(loaded.dtype).removeprefix("torch."),
+            "device": str(loaded.device),
+            "include_end": self.include_end,
+            "template": self.template.describe(),
+            "versions": {
+                "rewardlens": __version__,
+                "transformers": transformers.__version__,
+                "torch": torch.__version__,
+                "python": platform.python_version(),
+            },
+        }
+
+
+def load_scorer(
+    spec: str,
+    *,
+    revision: str | None = None,
+    dtype: str = "auto",
+    device: str = "auto",
+    trust_remote_code: bool = False,
+    kind: str = "auto",
+    template: str | None = None,
+    include_end: bool = False,
+    random_score_head_seed: int | None = None,
+) -> ModelScorer:
+    """Load a model and its template into a scorer (see `load_model` for the options)."""
+    loaded = load_model(
+        spec,
+        revision=revision,
+        dtype=dtype,
+        device=device,
+        trust_remote_code=trust_remote_code,
+        kind=kind,
+        random_score_head_seed=random_score_head_seed,
+    )
+    return ModelScorer(loaded, make_template(loaded.tokenizer, template), include_end=include_end)

@@ -1,0 +1,31 @@
+"""Shared fixtures: tiny random models (Llama, Gemma2, Qwen2) saved as model directories."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from tiny_models import build_tiny_model  # noqa: E402
+
+ARCHES = ("llama", "gemma2", "qwen2")
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
+    """`tiny_model_dir(arch, head, chat_template=True)` -> a saved model directory (built once per session)."""
+    built: dict[tuple[str, str, bool], Path] = {}
+
+    def make(arch: str = "llama", head: str = "reward", chat_template: bool = True) -> Path:
+        key = (arch, head, chat_template)
+        if key not in built:
+            path = tmp_path_factory.mktemp(f"{arch}-{head}-{'chat' if chat_template else 'nochat'}")
+            built[key] = build_tiny_model(path, arch, head, chat_template=chat_template)
+        return built[key]
+
+    return make
