@@ -1,0 +1,153 @@
+"""Representational similarity analysis: compare the stimulus-by-stimulus dissimilarity matrices.
+
+An RDM holds the dissimilarity of every pair of stimuli (correlation distance 1 - r between
+patterns, Euclidean distance, or cosine distance); two representations are compared through the
+upper triangles of their RDMs by Spearman's rho, Kendall's tau-a or Pearson's r (Kriegeskorte et
+al. 2008; Nili et al. 2014 recommend tau-a when models predict tied dissimilarities).
+
+Bootstrap samples repeat stimuli. The copies of one stimulus are at distance zero from each other
+by construction, not by measurement, so — as rsatoolbox does — those pairs are left out of the
+comparison (`Representation.stimulus_ids` says which rows are copies of the same stimulus).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+from scipy import stats
+
+from rewardlens.errors import UserError
+from rewardlens.similarity.pair import Pair
+from rewardlens.similarity.registry import CENTER, ISOTROPIC_SCALING, OFFSET, ROTATION, Measure, Option, register
+from rewardlens.similarity.representation import Representation
+
+RDM_KINDS = ("correlation", "euclidean", "cosine")
+COMPARISONS = ("spearman", "kendall-tau-a", "pearson")
+
+
+def _unit_rows(rows: torch.Tensor, name: str, problem: str, distance: str) -> torch.Tensor:
+    norms = torch.linalg.vector_norm(rows, dim=1, keepdim=True)
+    zero = torch.nonzero(norms[:, 0] == 0)
+    if zero.numel():
+        raise UserError(f"stimulus {int(zero[0])} of {name} is {problem}; its {distance} distance is undefined")
+    return rows / norms
+
+
+def rdm(rep: Representation, kind: str) -> torch.Tensor:
+    """The n x n dissimilarity matrix of a representation's (column-centred unless center=False) rows."""
+    features = rep.features
+    if kind == "euclidean":
+        norms = rep.row_sq_norms
+        squared = (norms[:, None] + norms[None, :] - 2 * rep.gram).clamp(min=0.0)
+        squared.fill_diagonal_(0.0)
+        return torch.sqrt(squared)
+    if kind == "cosine":
+        unit = _unit_rows(features, rep.name, "all zeros", "cosine")
+    elif kind == "correlation":
+        if rep.d < 2:
+            raise UserError(f"correlation distance needs at least 2 features; {rep.name} has {rep.d}")
+        centred_rows = features - features.mean(dim=1, keepdim=True)
+        unit = _unit_rows(centred_rows, rep.name, "constant across features", "correlation")
+    else:
+        raise UserError(f"unknown RDM {kind!r}; choose from: {', '.join(RDM_KINDS)}")
+    dissimilarity = 1.0 - unit @ unit.T
+    dissimilarity.fill_diagonal_(0.0)
+    return dissimilarity
+
+
+def rdm_vector(rep: Representation, kind: str) -> np.ndarray:
+    """The upper triangle (i < j) of the RDM, row by row, as float64 on the CPU."""
+
+    def compute() -> np.ndarray:
+        rows, cols = torch.triu_indices(rep.n, rep.n, offset=1, device=rep.device)
+        return rdm(rep, kind)[rows, cols].cpu().numpy()
+
+    return rep.cached(("rdm", kind), compute)
+
+
+def distinct_pairs(a: Representation, b: Representation) -> np.ndarray | None:
+    """Mask of the pairs (i < j) that are two different stimuli in both; None when all are."""
+    rows, cols = torch.triu_indices(a.n, a.n, offset=1, device=a.device)
+    keep = (a.stimulus_ids[rows] != a.stimulus_ids[cols]) & (b.stimulus_ids[rows] != b.stimulus_ids[cols])
+    mask = keep.cpu().numpy()
+    return None if bool(mask.all()) else mask
+
+
+def _pearson(u: np.ndarray, v: np.ndarray) -> float:
+    u = u - u.mean()
+    v = v - v.mean()
+    denominator = float(np.dot(u, u) * np.dot(v, v))
+    if not denominator > 0:
+        raise UserError("an RDM is constant (all stimulus pairs equally dissimilar); its correlation is undefined")
+    return float(np.dot(u, v) / math.sqrt(denominator))
+
+
+def _tied_pairs(values: np.ndarray) -> float:
+    _, counts = np.unique(values, return_counts=True)
+    return float(np.sum(counts * (counts - 1) / 2))
+
+
+def kendall_tau_a(u: np.ndarray, v: np.ndarray) -> float:
+    """(concordant - discordant) / all pairs, through scipy's O(m log m) tau-b: tau_a = tau_b sqrt((n0-n1)(n0-n2))/n0."""
+    m = len(u)
+    all_pairs = m * (m - 1) / 2
+    tau_b = stats.kendalltau(u, v).statistic
+    if not np.isfinite(tau_b):
+        raise UserError("an RDM is constant (all stimulus pairs equally dissimilar); Kendall's tau is undefined")
+    return float(tau_b * math.sqrt((all_pairs - _tied_pairs(u)) * (all_pairs - _tied_pairs(v))) / all_pairs)
+
+
+def compare_rdm_vectors(u: np.ndarray, v: np.ndarray, how: str) -> float:
+    if len(u) < 2:
+        raise UserError("rsa needs at least two pairs of distinct stimuli")
+    if how == "pearson":
+        return _pearson(u, v)
+    if how == "spearman":
+        return _pearson(stats.rankdata(u), stats.rankdata(v))
+    if how == "kendall-tau-a":
+        return kendall_tau_a(u, v)
+    raise UserError(f"unknown RDM comparison {how!r}; choose from: {', '.join(COMPARISONS)}")
+
+
+@register
+class RSA(Measure):
+    """Correlation between the two representations' RDMs."""
+
+    name = "rsa"
+    summary = "RDM (correlation|euclidean|cosine) compared by spearman|kendall-tau-a|pearson"
+    reference = "Kriegeskorte et al. (2008), Front. Syst. Neurosci. 2:4; Nili et al. (2014)"
+    invariances = frozenset({ISOTROPIC_SCALING, OFFSET})
+    min_rows = 4
+    needs_square = True
+    options = {
+        "center": CENTER,
+        "rdm": Option("correlation", "dissimilarity between stimuli", RDM_KINDS),
+        "compare": Option("spearman", "how the two RDMs are compared", COMPARISONS),
+    }
+
+    def invariances_for(self, options: Mapping[str, Any]) -> frozenset[str]:
+        found = set(super().invariances_for(options))
+        # Distances and angles between rows survive rotations; correlation distance does not
+        # (it centres each row across features, which a rotation mixes).
+        if options["rdm"] in ("euclidean", "cosine"):
+            found.add(ROTATION)
+        if options["rdm"] == "euclidean":
+            found.add(OFFSET)  # distances ignore shifts even without centring
+        return frozenset(found)
+
+    def value(self, pair: Pair, options: Mapping[str, Any]) -> float:
+        a, b = pair.representations()
+        kind, how = str(options["rdm"]), str(options["compare"])
+        u, v = rdm_vector(a, kind), rdm_vector(b, kind)
+        keep = distinct_pairs(a, b)
+        if keep is not None:
+            return compare_rdm_vectors(u[keep], v[keep], how)
+        if how == "spearman":
+            ranks_u = a.cached(("rdm-ranks", kind), lambda: stats.rankdata(u))
+            ranks_v = b.cached(("rdm-ranks", kind), lambda: stats.rankdata(v))
+            return _pearson(ranks_u, ranks_v)
+        return compare_rdm_vectors(u, v, how)

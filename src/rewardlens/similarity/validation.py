@@ -1,0 +1,73 @@
+"""Turn user arrays into float64 torch tensors, or refuse them with one clear line.
+
+Every measure accumulates in float64 (the differences that matter, such as RV2's
+||X'Y||^2 - sum_i ||x_i||^2 ||y_i||^2, cancel badly in float32). numpy arrays become CPU tensors
+and torch tensors stay on their device, so one code path serves CPU and GPU.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from rewardlens.errors import UserError
+
+
+def check_dtype(dtype: Any, name: str) -> None:
+    """Real numbers (and booleans, read as 0/1) only: strings, objects, dates and complex are refused."""
+    if isinstance(dtype, torch.dtype):
+        if dtype.is_complex:
+            raise UserError(f"{name} is complex; similarity needs real numbers")
+        return
+    dtype = np.dtype(dtype)
+    if dtype == np.bool_:
+        return
+    if not np.issubdtype(dtype, np.number) or np.issubdtype(dtype, np.complexfloating):
+        raise UserError(f"{name} has dtype {dtype}; similarity needs a numeric array")
+
+
+def check_shape(shape: tuple[int, ...], name: str) -> None:
+    if len(shape) != 2:
+        raise UserError(
+            f"{name} must be 2-D (stimuli x features), got shape {tuple(shape)}"
+        )
+    if shape[0] == 0 or shape[1] == 0:
+        raise UserError(f"{name} is empty (shape {tuple(shape)})")
+
+
+def check_same_rows(x_rows: int, y_rows: int, x_name: str = "X", y_name: str = "Y") -> None:
+    if x_rows != y_rows:
+        raise UserError(
+            f"{x_name} has {x_rows} rows and {y_name} has {y_rows}; both need one row per stimulus, in the same order"
+        )
+
+
+def check_finite(values: torch.Tensor, name: str) -> None:
+    if not bool(torch.isfinite(values).all()):
+        bad = int((~torch.isfinite(values)).sum())
+        raise UserError(f"{name} contains {bad} NaN or Inf value(s)")
+
+
+def as_float64(array: Any, name: str, device: torch.device | None = None) -> torch.Tensor:
+    """A validated float64 tensor of shape (stimuli, features), on `device` or where it already lives."""
+    if isinstance(array, torch.Tensor):
+        check_dtype(array.dtype, name)
+        tensor = array.detach()
+    else:
+        try:
+            as_array = np.asarray(array)
+        except (TypeError, ValueError) as err:
+            raise UserError(f"{name} is not a numeric array: {err}") from None
+        check_dtype(as_array.dtype, name)
+        tensor = torch.from_numpy(np.ascontiguousarray(as_array))
+    check_shape(tuple(tensor.shape), name)
+    tensor = tensor.to(device=device or tensor.device, dtype=torch.float64)
+    check_finite(tensor, name)
+    return tensor
+
+
+def check_min_rows(n: int, minimum: int, measure: str) -> None:
+    if n < minimum:
+        raise UserError(f"{measure} needs at least {minimum} stimuli (rows), got {n}")
