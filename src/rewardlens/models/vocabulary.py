@@ -55,9 +55,7 @@ def vocabulary_table(tokenizer: Any, token_ids: range | None = None) -> pd.DataF
     special_ids = _special_ids(tokenizer)
     responses = [_response_text(tok, text) for tok, text in zip(tokens, decoded, strict=True)]
     raw = ["" if tok is None else str(tok) for tok in tokens]
-    is_special = [
-        i in special_ids or bool(_RESERVED.match(tok)) for i, tok in zip(id_list, raw, strict=True)
-    ]
+    is_special = [i in special_ids or bool(_RESERVED.match(tok)) for i, tok in zip(id_list, raw, strict=True)]
     return pd.DataFrame(
         {
             "token_id": np.asarray(id_list, dtype=np.int64),

@@ -162,7 +162,7 @@ def _process_alive(pid: int) -> bool:
     return True
 
 
-def _prepare_directory(directory: Path) -> None:
+def prepare_directory(directory: Path) -> None:
     """Create DIR and check that it is writable; a UserError (not a traceback) if it is not."""
     if directory.exists() and not directory.is_dir():
         raise UserError(f"{directory} exists and is not a directory")
@@ -239,7 +239,7 @@ class RunStore:
     ) -> None:
         self.directory = Path(directory)
         self.identity_keys = tuple(identity_keys)
-        _prepare_directory(self.directory)
+        prepare_directory(self.directory)
         self.resumed = _refuse_or_clear(self.directory, manifest, self.identity_keys, overwrite)
         self.shards_dir.mkdir(exist_ok=True)  # `overwrite` removed it with the old shards
         if self.resumed:
@@ -314,3 +314,22 @@ def write_run(
         store.write_shard(f"part-{index:05d}", frame.iloc[start : start + shard_rows])
     store.finish()
     return path
+
+
+def run_status(directory: str | os.PathLike[str]) -> dict[str, Any]:
+    """What `rewardlens runs` lists: model, kinds, prompts, rows done / expected, complete or not."""
+    manifest = read_manifest(directory)
+    rows = count_rows(directory)
+    expected = manifest.get("rows_expected")
+    return {
+        "run": os.fspath(directory),
+        "kind_of_run": manifest.get("kind_of_run"),
+        "model": manifest.get("model"),
+        "kind": manifest.get("kind"),
+        "prompts": len(manifest.get("prompts") or []),
+        "rows": rows,
+        "rows_expected": expected,
+        "complete": int(expected) == rows if expected is not None else bool(manifest.get("complete")),
+        "started_at": manifest.get("started_at"),
+        "finished_at": manifest.get("finished_at"),
+    }

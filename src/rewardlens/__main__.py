@@ -1,0 +1,5 @@
+"""`python -m rewardlens`: the command line."""
+
+from rewardlens.cli import main
+
+main()

@@ -1,0 +1,311 @@
+"""Exhaustive vocabulary sweeps: score every candidate token as the whole response to each prompt.
+
+A sweep is a plan of shards — one per (prompt, block of `shard_size` candidate ids), named by what
+they hold — executed into a `RunStore`. A shard that exists is complete (atomic writes), so running
+the same sweep on the same DIR again skips it: a sweep killed at any moment resumes with no row
+missing and none twice. Memory holds one shard of scores at a time (plus, for a language model, one
+vocabulary-sized vector of log-probabilities per prompt).
+
+Scores: a reward model's raw head logit for `prefix_ids + [id] + suffix_ids`; a language model's
+log p(first response token = id | prompt) from one forward pass per prompt. The end-of-turn token is
+not counted for a language model unless its scorer was loaded with `include_end`, in which case each
+candidate needs its own continuation and the cached engine scores them in batches.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from rewardlens.errors import UserError
+from rewardlens.models.vocabulary import select_tokens
+from rewardlens.prompts import Prompt
+from rewardlens.runs.store import RunStore, identity_difference, read_manifest
+
+Progress = Callable[[int], None] | None
+
+DEFAULT_SHARD_SIZE = 4096
+ENGINES = ("cached", "batched")
+
+# What makes a sweep "the same sweep": another DIR content on one of these is refused.
+# The first four are known before the model is loaded, so a refusal costs no model load.
+EARLY_IDENTITY_KEYS = ("kind_of_run", "model_spec", "prompts", "tokens", "include_special")
+IDENTITY_KEYS = (*EARLY_IDENTITY_KEYS, "revision", "kind", "dtype", "template", "score_definition")
+
+
+@dataclass(frozen=True)
+class Shard:
+    """One unit of work and one file: a prompt and a block of candidate ids."""
+
+    prompt_index: int
+    prompt: Prompt
+    rows: slice  # positions in the candidate table
+    first_id: int
+    end_id: int  # last id + 1
+
+    @property
+    def name(self) -> str:
+        return f"prompt-{self.prompt_index:04d}_tokens-{self.first_id:07d}-{self.end_id:07d}"
+
+
+@dataclass
+class SweepPlan:
+    """A sweep ready to run: scorer, candidates, store, and the shards still to write."""
+
+    scorer: Any
+    prompts: list[Prompt]
+    candidates: pd.DataFrame
+    store: RunStore
+    shards: list[Shard]
+    engine: str
+    batch_size: int | None
+    rows_expected: int
+    rows_done: int
+    todo: list[Shard] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class SweepSummary:
+    directory: Path
+    rows: int
+    rows_expected: int
+    rows_written: int
+    seconds: float
+    complete: bool
+
+    @property
+    def rate(self) -> float:
+        return self.rows_written / self.seconds if self.seconds > 0 else float("nan")
+
+    def line(self) -> str:
+        state = "complete" if self.complete else "incomplete"
+        return (
+            f"{self.rows:,} / {self.rows_expected:,} rows ({state}) in {self.directory}; "
+            f"{self.rows_written:,} scored in {self.seconds:.1f} s ({self.rate:,.1f} candidates/s)"
+        )
+
+
+def score_definition(scorer: Any) -> str:
+    if scorer.kind == "reward":
+        return "reward head logit of prefix_ids + [token_id] + suffix_ids"
+    if getattr(scorer, "include_end", False):
+        return "log p(token_id, end-of-turn | prompt)"
+    return "log p(first response token = token_id | prompt)"
+
+
+def check_prompts(prompts: Sequence[Prompt]) -> list[Prompt]:
+    if not prompts:
+        raise UserError("no prompts: pass --prompt TEXT or --prompts SET_OR_FILE")
+    ids = [p.id for p in prompts]
+    if len(set(ids)) != len(ids):
+        raise UserError("duplicate prompt ids in the prompt set")
+    return list(prompts)
+
+
+def refuse_other_run_early(
+    out_dir: str | os.PathLike[str], identity: dict[str, Any], overwrite: bool
+) -> None:
+    """Refuse a DIR holding another run before spending time on loading the model."""
+    manifest_path = Path(out_dir) / "run.json"
+    if overwrite or not manifest_path.is_file():
+        return
+    difference = identity_difference(read_manifest(out_dir), identity, EARLY_IDENTITY_KEYS)
+    if difference is not None:
+        raise UserError(f"{out_dir} holds another run ({difference}); pass --overwrite to replace it")
+
+
+def early_identity(
+    model_spec: str, prompts: Sequence[Prompt], tokens: str, include_special: bool
+) -> dict[str, Any]:
+    return {
+        "kind_of_run": "sweep",
+        "model_spec": model_spec,
+        "prompts": [p.to_dict() for p in prompts],
+        "tokens": tokens,
+        "include_special": include_special,
+    }
+
+
+def plan_shards(prompts: Sequence[Prompt], candidate_ids: np.ndarray, shard_size: int) -> list[Shard]:
+    shards = []
+    for prompt_index, prompt in enumerate(prompts):
+        for start in range(0, len(candidate_ids), shard_size):
+            stop = min(start + shard_size, len(candidate_ids))
+            first, last = int(candidate_ids[start]), int(candidate_ids[stop - 1])
+            shards.append(Shard(prompt_index, prompt, slice(start, stop), first, last + 1))
+    return shards
+
+
+def prepare_sweep(
+    scorer: Any,
+    prompts: Sequence[Prompt],
+    out_dir: str | os.PathLike[str],
+    *,
+    model_spec: str | None = None,
+    tokens: str = "all",
+    include_special: bool = False,
+    shard_size: int = DEFAULT_SHARD_SIZE,
+    batch_size: int | None = None,
+    engine: str = "cached",
+    overwrite: bool = False,
+) -> SweepPlan:
+    """Select the candidates, open (or resume) the run in `out_dir`, and list the shards to write."""
+    prompts = check_prompts(prompts)
+    if engine not in ENGINES:
+        raise UserError(f"unknown engine '{engine}' (use {' or '.join(ENGINES)})")
+    if shard_size < 1:
+        raise UserError("--shard-size must be at least 1")
+    if batch_size is not None and batch_size < 1:
+        raise UserError("--batch-size must be at least 1")
+    description = dict(scorer.describe())
+    spec = model_spec or str(description.get("spec") or scorer.name)
+    identity = early_identity(spec, prompts, tokens, include_special)
+    refuse_other_run_early(out_dir, identity, overwrite)
+    candidates = select_tokens(scorer.tokenizer, tokens, include_special)
+    manifest = {
+        **identity,
+        "model": scorer.name,
+        "revision": description.get("revision"),
+        "kind": scorer.kind,
+        "dtype": description.get("dtype"),
+        "device": description.get("device"),
+        "template": description.get("template"),
+        "score_definition": score_definition(scorer),
+        "scorer": description,
+        "engine": engine,
+        "batch_size": batch_size,
+        "shard_size": shard_size,
+        "candidates_per_prompt": len(candidates),
+        "rows_expected": len(candidates) * len(prompts),
+    }
+    store = RunStore(out_dir, manifest, identity_keys=IDENTITY_KEYS, overwrite=overwrite)
+    # A resumed run keeps the shard layout it started with, whatever --shard-size says now.
+    layout_size = int(store.manifest.get("shard_size", shard_size))
+    shards = plan_shards(prompts, candidates["token_id"].to_numpy(), layout_size)
+    todo = [shard for shard in shards if not store.is_done(shard.name)]
+    todo_names = {shard.name for shard in todo}
+    rows_done = sum(shard.rows.stop - shard.rows.start for shard in shards if shard.name not in todo_names)
+    return SweepPlan(
+        scorer=scorer,
+        prompts=prompts,
+        candidates=candidates,
+        store=store,
+        shards=shards,
+        engine=engine,
+        batch_size=batch_size,
+        rows_expected=int(manifest["rows_expected"]),
+        rows_done=rows_done,
+        todo=todo,
+    )
+
+
+def _shard_frame(plan: SweepPlan, shard: Shard, scores: np.ndarray) -> pd.DataFrame:
+    block = plan.candidates.iloc[shard.rows]
+    n = len(block)
+    return pd.DataFrame(
+        {
+            "model": np.full(n, plan.scorer.name, dtype=object),
+            "prompt_id": np.full(n, shard.prompt.id, dtype=object),
+            "prompt": np.full(n, shard.prompt.text, dtype=object),
+            "token_id": block["token_id"].to_numpy(),
+            "token": block["token"].to_numpy(),
+            "response": block["response"].to_numpy(),
+            "score": np.asarray(scores, dtype=np.float64),
+            "is_special": block["is_special"].to_numpy(),
+            "leading_space": block["leading_space"].to_numpy(),
+            "is_word": block["is_word"].to_numpy(),
+        }
+    )
+
+
+def _uses_first_token_logprobs(scorer: Any) -> bool:
+    return scorer.kind == "lm" and not getattr(scorer, "include_end", False)
+
+
+def execute_sweep(plan: SweepPlan, progress: Progress = None) -> SweepSummary:
+    """Score and write every shard still to do; finish the run (end time, rows, complete)."""
+    started = time.perf_counter()
+    written = 0
+    logprobs: tuple[int, np.ndarray] | None = None  # (prompt index, whole-vocabulary log-probs)
+    for shard in plan.todo:
+        ids = plan.candidates["token_id"].to_numpy()[shard.rows]
+        if _uses_first_token_logprobs(plan.scorer):
+            # One forward pass per prompt gives every candidate's score; shards of a prompt are consecutive.
+            if logprobs is None or logprobs[0] != shard.prompt_index:
+                logprobs = (shard.prompt_index, plan.scorer.first_token_logprobs(shard.prompt.text))
+            vector = logprobs[1]
+            if int(ids.max()) >= len(vector):
+                raise UserError(
+                    f"token id {int(ids.max())} is outside the model's {len(vector)} output logits"
+                )
+            scores = vector[ids]
+            if progress:
+                progress(len(ids))
+        else:
+            scores = plan.scorer.score_token_ids(
+                shard.prompt.text,
+                ids.tolist(),
+                engine=plan.engine,
+                batch_size=plan.batch_size,
+                progress=progress,
+            )
+        plan.store.write_shard(shard.name, _shard_frame(plan, shard, scores))
+        written += len(ids)
+    seconds = time.perf_counter() - started
+    manifest = plan.store.finish()
+    runs_seconds = float(manifest.get("scoring_seconds", 0.0)) + seconds
+    plan.store.update_manifest(scoring_seconds=round(runs_seconds, 3))
+    return SweepSummary(
+        directory=plan.store.directory,
+        rows=int(manifest["rows"]),
+        rows_expected=plan.rows_expected,
+        rows_written=written,
+        seconds=seconds,
+        complete=bool(manifest["complete"]),
+    )
+
+
+def run_sweep(
+    scorer_or_spec: Any,
+    prompts: Sequence[Prompt],
+    out_dir: str | os.PathLike[str],
+    *,
+    tokens: str = "all",
+    include_special: bool = False,
+    shard_size: int = DEFAULT_SHARD_SIZE,
+    batch_size: int | None = None,
+    engine: str = "cached",
+    overwrite: bool = False,
+    progress: Progress = None,
+    **model_options: Any,
+) -> SweepSummary:
+    """Sweep the vocabulary of a scorer (or a model spec, loaded with `model_options` as `load_scorer`)."""
+    if isinstance(scorer_or_spec, str | os.PathLike):
+        spec = os.fspath(scorer_or_spec)
+        prompts = check_prompts(prompts)
+        refuse_other_run_early(out_dir, early_identity(spec, prompts, tokens, include_special), overwrite)
+        from rewardlens.scorers import load_scorer
+
+        scorer = load_scorer(spec, **model_options)
+    else:
+        spec, scorer = None, scorer_or_spec
+    plan = prepare_sweep(
+        scorer,
+        prompts,
+        out_dir,
+        model_spec=spec,
+        tokens=tokens,
+        include_special=include_special,
+        shard_size=shard_size,
+        batch_size=batch_size,
+        engine=engine,
+        overwrite=overwrite,
+    )
+    return execute_sweep(plan, progress)
