@@ -1,0 +1,239 @@
+"""All token analyses over sweep runs in one call: load, validate, compute, write CSVs and figures.
+
+`analyze_token_runs` is the Python equivalent of `rewardlens analyze tokens`; `analyze_tokens` does the same
+on a DataFrame already in memory.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from rewardlens.analysis.tokens._frame import require_columns, scored_tokens
+from rewardlens.analysis.tokens.agreement import agreement, agreement_mds, alignment_report, mean_tau_matrix
+from rewardlens.analysis.tokens.framing import framing, framing_movers, normalise_framing
+from rewardlens.analysis.tokens.frequency import frequency_bias, word_features
+from rewardlens.analysis.tokens.identity import identity_groups, identity_percentiles
+from rewardlens.analysis.tokens.moments import moments
+from rewardlens.analysis.tokens.top_bottom import top_bottom
+from rewardlens.errors import UserError
+
+SWEEP_COLUMNS = ["model", "prompt_id", "token_id", "response", "score"]
+
+
+@dataclass
+class TokenRuns:
+    """Sweep rows of several runs in one frame, with the framing of each prompt id that has one."""
+
+    frame: pd.DataFrame
+    framings: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class TokenReport:
+    """What `analyze_tokens` wrote, the alignment counts, and notes on analyses skipped or limited."""
+
+    out_dir: Path
+    files: list[Path] = field(default_factory=list)
+    alignment: pd.DataFrame | None = None
+    notes: list[str] = field(default_factory=list)
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+
+
+def load_token_runs(run_dirs: Sequence[str | os.PathLike[str]]) -> TokenRuns:
+    """Read sweep runs into one frame; refuse non-sweeps, runs without sweep columns and overlapping runs."""
+    from rewardlens.runs import load_run, read_manifest  # the run store, not analysis, knows the disk layout
+
+    if not run_dirs:
+        raise UserError("no runs given")
+    frames: list[pd.DataFrame] = []
+    framings: dict[str, str] = {}
+    for run_dir in run_dirs:
+        manifest = read_manifest(run_dir)
+        kind = manifest.get("kind_of_run")
+        if kind != "sweep":
+            raise UserError(
+                f"{run_dir} is not a sweep run (kind_of_run {kind!r}); token analyses need sweeps"
+            )
+        frame = load_run(run_dir)
+        missing = [c for c in SWEEP_COLUMNS if c not in frame.columns]
+        if missing:
+            raise UserError(f"{run_dir} lacks sweep columns {', '.join(missing)}")
+        frames.append(frame)
+        for prompt in manifest.get("prompts") or []:
+            if isinstance(prompt, dict) and prompt.get("framing") and prompt.get("id") is not None:
+                framings[str(prompt["id"])] = normalise_framing(str(prompt["framing"]))
+    combined = pd.concat(frames, ignore_index=True)
+    combined["model"] = combined["model"].astype(str)
+    combined["prompt_id"] = combined["prompt_id"].astype(str)
+    overlap = combined.duplicated(["model", "prompt_id", "token_id"])
+    if overlap.any():
+        first = combined.loc[overlap].iloc[0]
+        raise UserError(
+            f"runs overlap: model {first['model']} scored token {first['token_id']} under prompt "
+            f"{first['prompt_id']} more than once"
+        )
+    return TokenRuns(combined, framings)
+
+
+def parse_framings(specs: Sequence[str]) -> dict[str, str]:
+    """`ID=pos|neg` strings -> {prompt id: "positive" | "negative"}."""
+    parsed: dict[str, str] = {}
+    for spec in specs:
+        prompt_id, sep, value = spec.partition("=")
+        if not sep or not prompt_id.strip():
+            raise UserError(f"--framing takes ID=pos|neg, got {spec!r}")
+        parsed[prompt_id.strip()] = normalise_framing(value)
+    return parsed
+
+
+def _write(report: TokenReport, name: str, table: pd.DataFrame) -> None:
+    path = report.out_dir / name
+    table.to_csv(path, index=False)
+    report.files.append(path)
+    report.tables[name.removesuffix(".csv")] = table
+
+
+def analyze_tokens(
+    frame: pd.DataFrame,
+    out_dir: str | os.PathLike[str],
+    k: int = 20,
+    seed: int = 0,
+    framings: Mapping[str, str] | None = None,
+    n_resamples: int = 1000,
+    figures: bool = True,
+    step: Callable[[str], None] | None = None,
+) -> TokenReport:
+    """Run every token analysis on `frame` and write its CSV (and figure) into `out_dir`.
+
+    Agreement is skipped with a note when there are fewer than 2 models, framing when no prompt pair is framed
+    positive and negative, frequency and identity when nothing matches; the other analyses are still written.
+    `step(name)` is called before each analysis (progress display).
+    """
+    from rewardlens.report import token_plots  # figures are the report layer's job
+
+    if k < 1:
+        raise UserError(f"--k must be at least 1, got {k}")
+    require_columns(frame, SWEEP_COLUMNS, "token analyses")
+    framings = dict(framings or {})
+    unknown = sorted(set(framings) - set(frame["prompt_id"].astype(str)))
+    if unknown:
+        raise UserError(f"--framing names prompt id(s) no run has: {', '.join(unknown)}")
+    report = TokenReport(Path(out_dir))
+    try:
+        report.out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UserError(f"cannot create output directory {out_dir}: {err.strerror or err}") from err
+    announce = step or (lambda name: None)
+
+    announce("top and bottom tokens")
+    _write(report, "top_bottom.csv", top_bottom(frame, k=k))
+
+    announce("moments")
+    shape = moments(frame, n_resamples=n_resamples, seed=seed)
+    _write(report, "moments.csv", shape)
+    if figures:
+        report.files.append(
+            token_plots.plot_score_histograms(scored_tokens(frame), shape, report.out_dir / "histograms.png")
+        )
+
+    announce("agreement")
+    _agreement(frame, report, figures)
+
+    announce("framing")
+    framed = {p: f for p, f in framings.items()}
+    if {"positive", "negative"} <= set(framed.values()):
+        _write(report, "framing.csv", framing(frame, framed))
+        _write(report, "framing_movers.csv", framing_movers(frame, framed))
+    else:
+        report.notes.append("framing skipped: no prompt is framed both positive and negative (use --framing)")
+
+    announce("frequency")
+    _frequency(frame, report, figures)
+
+    announce("identity terms")
+    terms = identity_percentiles(frame)
+    _write(report, "identity.csv", terms)
+    _write(report, "identity_groups.csv", identity_groups(frame))
+    if terms.empty:
+        report.notes.append("identity: no token decodes to an identity term")
+    elif figures:
+        report.files.append(token_plots.plot_identity_percentiles(terms, report.out_dir / "identity.png"))
+    return report
+
+
+def _agreement(frame: pd.DataFrame, report: TokenReport, figures: bool) -> None:
+    from rewardlens.report import token_plots
+
+    models = frame["model"].astype(str).unique()
+    if len(models) < 2:
+        report.notes.append(f"agreement skipped: it needs at least 2 models, the runs hold {len(models)}")
+        return
+    report.alignment = alignment_report(frame)
+    _write(report, "alignment.csv", report.alignment)
+    pairs = agreement(frame)
+    _write(report, "agreement.csv", pairs)
+    if pairs.empty:
+        report.notes.append("agreement: no prompt id was scored by two models")
+        return
+    tau = mean_tau_matrix(pairs)
+    if tau.isna().to_numpy().any():
+        report.notes.append("agreement MDS skipped: some model pairs share no prompt")
+    else:
+        coordinates = agreement_mds(pairs)
+        _write(report, "agreement_mds.csv", coordinates)
+        if figures:
+            report.files.append(
+                token_plots.plot_agreement_mds(coordinates, report.out_dir / "agreement_mds.png")
+            )
+    if figures:
+        report.files.append(token_plots.plot_agreement_heatmap(tau, report.out_dir / "agreement.png"))
+
+
+def _frequency(frame: pd.DataFrame, report: TokenReport, figures: bool) -> None:
+    from rewardlens.report import token_plots
+
+    if "is_word" not in frame.columns:
+        report.notes.append("frequency skipped: the runs have no is_word column")
+        return
+    _write(report, "frequency.csv", frequency_bias(frame))
+    if report.tables["frequency"].empty:
+        report.notes.append("frequency: too few word tokens with a frequency and a sentiment to fit")
+    elif figures:
+        report.files.append(
+            token_plots.plot_frequency_scatter(word_features(frame), report.out_dir / "frequency.png")
+        )
+
+
+def analyze_token_runs(
+    run_dirs: Sequence[str | os.PathLike[str]],
+    out_dir: str | os.PathLike[str],
+    k: int = 20,
+    seed: int = 0,
+    framing_overrides: Mapping[str, str] | None = None,
+    n_resamples: int = 1000,
+    figures: bool = True,
+    step: Callable[[str], None] | None = None,
+) -> TokenReport:
+    """Load sweep runs and run every token analysis; `framing_overrides` take precedence over run.json."""
+    runs = load_token_runs(run_dirs)
+    overrides = dict(framing_overrides or {})
+    unknown = sorted(set(overrides) - set(runs.frame["prompt_id"]))
+    if unknown:
+        raise UserError(f"--framing names prompt id(s) no run has: {', '.join(unknown)}")
+    framings = {**runs.framings, **overrides}
+    framings = {p: f for p, f in framings.items() if p in set(runs.frame["prompt_id"])}
+    return analyze_tokens(
+        runs.frame,
+        out_dir,
+        k=k,
+        seed=seed,
+        framings=framings,
+        n_resamples=n_resamples,
+        figures=figures,
+        step=step,
+    )
