@@ -1,0 +1,303 @@
+"""Value bias: how a reward model ranks the words of value categories (Big Two, Moral Foundations, ...).
+
+The analysis of "Reward Models Inherit Value Biases from Pretraining" (Christian et al., 2026):
+within each model x prompt the lexicon's words are ranked by score (1 = best); a model's preference for
+a category is the median rank of its words, separately for positively framed prompts ("the best
+thing") and negatively framed ones ("the worst thing"). Families of models are compared with
+
+- a linear mixed model `median_rank ~ family * category * framing` with a random intercept per model
+  (REML), on median ranks per model x category x prompt;
+- permutation Welch t-tests between families per category x framing panel, on the median ranks per
+  model x prompt (as the study's Figure 1) and, more conservatively, on one median rank per model,
+  Bonferroni-adjusted; with a single family, categories are compared within each model instead, on
+  the per-word median ranks.
+
+Every function here is pure: DataFrames in, DataFrames out.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from rewardlens.analysis.permutation import PermutationResult, bonferroni, permutation_t_test, stars
+from rewardlens.analysis.ranks import rank_responses
+from rewardlens.errors import UserError
+from rewardlens.lexicons import Lexicon
+
+Compare = Literal["auto", "families", "categories"]
+FRAMINGS = ("positive", "negative")
+SCORE_COLUMNS = ("model", "prompt_id", "response", "score", "framing")
+
+
+@dataclass
+class ValueAnalysis:
+    """All tables of one analysis; `notes` explains anything skipped (e.g. the mixed model)."""
+
+    ranked: pd.DataFrame  # model, family, prompt_id, framing, word, category, score, rank
+    model_medians: pd.DataFrame  # model, family, framing, category, median_rank, n_rows
+    summary: pd.DataFrame  # framing, category, family, mean_median_rank, n_models
+    prompt_medians: pd.DataFrame  # model, family, prompt_id, framing, category, median_rank
+    mixed_model: pd.DataFrame | None  # term, estimate, std_err, p_value
+    tests: pd.DataFrame
+    compare: str
+    lexicon: str
+    notes: list[str] = field(default_factory=list)
+
+
+def match_lexicon(scores: pd.DataFrame, lexicon: Lexicon) -> pd.DataFrame:
+    """Scored rows whose response is a lexicon word, one row per response x category.
+
+    Responses match words after stripping whitespace, case-insensitively (a sweep's `" Love"` is `love`).
+    """
+    missing = [column for column in SCORE_COLUMNS if column not in scores.columns]
+    if missing:
+        raise UserError(f"value analysis needs the columns {', '.join(missing)} in the scored rows")
+    keys = scores["response"].astype(str).str.strip()
+    expanded = lexicon.expand(keys.unique().tolist())
+    entries = expanded.entries.assign(key=expanded.entries["word"].astype(str).str.strip().str.casefold())
+    entries = entries.drop_duplicates(["key", "category"])
+    # The lexicon's spelling names the word, so `Love` and `love` are one word scored twice.
+    spelling = entries.drop_duplicates("key").set_index("key")["word"]
+    scored = scores.drop(columns=[c for c in ("word", "category") if c in scores.columns])
+    # `row` identifies the scored response: a word of two categories is matched twice but scored once.
+    scored = scored.assign(key=keys.str.casefold().to_numpy(), row=np.arange(len(scored)))
+    scored["word"] = scored["key"].map(spelling)
+    matched = scored.merge(entries[["key", "category"]], on="key", how="inner")
+    if matched.empty:
+        raise UserError(
+            f"lexicon {lexicon.name}: none of its {len(expanded.words)} words is among the scored responses"
+        )
+    return matched.drop(columns="key")
+
+
+def rank_lexicon_words(scores: pd.DataFrame, lexicon: Lexicon, families: Mapping[str, str]) -> pd.DataFrame:
+    """Ranks of the lexicon's words within each model x prompt, one row per word x category.
+
+    Only lexicon words are ranked (other scored responses would shift every rank), each word once.
+    """
+    matched = match_lexicon(scores, lexicon)
+    if matched["framing"].isna().any():
+        unframed = sorted(matched.loc[matched["framing"].isna(), "prompt_id"].astype(str).unique())
+        raise UserError(
+            f"prompt {unframed[0]!r} has no framing (positive/negative); give a prompts file with framings"
+        )
+    responses = matched.drop_duplicates("row")
+    ranked = rank_responses(responses[["model", "prompt_id", "framing", "word", "score"]], item="word")
+    categories = matched[["model", "prompt_id", "word", "category"]].drop_duplicates()
+    ranked = ranked.merge(categories, on=["model", "prompt_id", "word"], how="inner")
+    unknown = sorted(set(ranked["model"]) - set(families))
+    if unknown:
+        raise ValueError(f"no family given for model {unknown[0]!r}")  # a bug: the caller assigns all
+    ranked.insert(1, "family", ranked["model"].map(families))
+    return ranked[["model", "family", "prompt_id", "framing", "word", "category", "score", "rank"]]
+
+
+def model_medians(ranked: pd.DataFrame) -> pd.DataFrame:
+    """Per model x framing x category: the median rank over all its (word, prompt) rows."""
+    grouped = ranked.groupby(["model", "family", "framing", "category"], sort=True)["rank"]
+    return grouped.agg(median_rank="median", n_rows="size").reset_index()
+
+
+def summarize(medians: pd.DataFrame) -> pd.DataFrame:
+    """Per framing x category x family: the mean over models of their median ranks."""
+    grouped = medians.groupby(["framing", "category", "family"], sort=True)["median_rank"]
+    summary = grouped.agg(mean_median_rank="mean", n_models="size").reset_index()
+    return summary[["framing", "category", "family", "mean_median_rank", "n_models"]]
+
+
+def prompt_medians(ranked: pd.DataFrame) -> pd.DataFrame:
+    """Per model x prompt x category: the median rank of the category's words (the mixed model's rows)."""
+    grouped = ranked.groupby(["model", "family", "prompt_id", "framing", "category"], sort=True)["rank"]
+    return grouped.median().rename("median_rank").reset_index()
+
+
+def fit_mixed_model(rows: pd.DataFrame) -> tuple[pd.DataFrame | None, str | None]:
+    """REML fit of `median_rank ~ family * category * framing` with a random intercept per model.
+
+    Factors with a single level drop out of the formula. Returns (table, None) or (None, why skipped):
+    a family effect needs at least 2 models in every family, and a random intercept needs 2 models.
+    """
+    import statsmodels.formula.api as smf  # slow to import; only this analysis needs it
+
+    per_family = rows.groupby("family")["model"].nunique()
+    if rows["model"].nunique() < 2:
+        return None, "mixed model skipped: it needs at least 2 models (one random intercept per model)"
+    thin = per_family[per_family < 2]
+    if len(per_family) > 1 and len(thin):
+        return None, (
+            f"mixed model skipped: family {thin.index[0]!r} has {int(thin.iloc[0])} model; "
+            "a family effect needs at least 2 models per family"
+        )
+    factors = [name for name in ("family", "category", "framing") if rows[name].nunique() > 1]
+    formula = "median_rank ~ " + (" * ".join(factors) if factors else "1")
+    with warnings.catch_warnings():
+        # Convergence and boundary warnings are reported in the table's `converged` note instead.
+        warnings.simplefilter("ignore")
+        fitted = smf.mixedlm(formula, rows, groups=rows["model"]).fit(reml=True)
+    table = pd.DataFrame(
+        {
+            "term": fitted.params.index,
+            "estimate": fitted.params.to_numpy(),
+            "std_err": fitted.bse.reindex(fitted.params.index).to_numpy(),
+            "p_value": fitted.pvalues.reindex(fitted.params.index).to_numpy(),
+        }
+    )
+    note = None if fitted.converged else "mixed model: the REML optimiser did not report convergence"
+    return table, note
+
+
+def family_tests(
+    per_prompt: pd.DataFrame, per_model: pd.DataFrame, n_permutations: int, seed: int
+) -> pd.DataFrame:
+    """Per framing x category panel and family pair: permutation Welch t-tests between families.
+
+    Two units of observation, each Bonferroni-adjusted over its own tests:
+    - `model x prompt`: the median rank of each model under each prompt, as in the study's Figure 1
+      (more power; prompts of one model are not independent, which the mixed model accounts for);
+    - `model`: one median rank per model, the conservative test (few models, so little power).
+    """
+    tests = [
+        _family_pairs(per_prompt, "model x prompt", n_permutations, seed),
+        _family_pairs(per_model, "model", n_permutations, seed + 1),
+    ]
+    return _adjusted(pd.concat(tests, ignore_index=True), "families")
+
+
+def _family_pairs(values: pd.DataFrame, unit: str, n_permutations: int, seed: int) -> pd.DataFrame:
+    rows = []
+    families = sorted(values["family"].unique())
+    panels = values.groupby(["framing", "category"], sort=True)
+    for index, ((framing, category), panel) in enumerate(panels):
+        for pair_index, (first, second) in enumerate(itertools.combinations(families, 2)):
+            a = panel.loc[panel["family"] == first, "median_rank"].to_numpy(dtype=np.float64)
+            b = panel.loc[panel["family"] == second, "median_rank"].to_numpy(dtype=np.float64)
+            rng = np.random.default_rng([seed, index, pair_index])
+            rows.append(
+                {"unit": unit, "framing": framing, "category": category}
+                | _result_row(first, second, a, b, permutation_t_test(a, b, n_permutations, rng))
+            )
+    return pd.DataFrame(rows)
+
+
+def _result_row(first: str, second: str, a: np.ndarray, b: np.ndarray, result: PermutationResult) -> dict:
+    return {
+        "group_a": first,
+        "group_b": second,
+        "n_a": len(a),
+        "n_b": len(b),
+        "mean_a": float(np.mean(a)) if len(a) else math.nan,
+        "mean_b": float(np.mean(b)) if len(b) else math.nan,
+        "t": result.t,
+        "p_value": result.p_value,
+        "n_permutations": result.n_permutations,
+        "exact": result.exact,
+    }
+
+
+def category_tests(ranked: pd.DataFrame, n_permutations: int, seed: int) -> pd.DataFrame:
+    """Per model x framing and category pair: permutation t-test on the words' median ranks.
+
+    Each word is one observation (its median rank over the framing's prompts); a word in both
+    categories of a pair is left out of that comparison.
+    """
+    per_word = ranked.groupby(["model", "family", "framing", "category", "word"], sort=True)["rank"].median()
+    per_word = per_word.rename("median_rank").reset_index()
+    rows = []
+    for index, ((model, family, framing), panel) in enumerate(
+        per_word.groupby(["model", "family", "framing"], sort=True)
+    ):
+        categories = sorted(panel["category"].unique())
+        for pair_index, (first, second) in enumerate(itertools.combinations(categories, 2)):
+            words_a = set(panel.loc[panel["category"] == first, "word"])
+            words_b = set(panel.loc[panel["category"] == second, "word"])
+            shared = words_a & words_b
+            a = panel.loc[(panel["category"] == first) & ~panel["word"].isin(shared), "median_rank"]
+            b = panel.loc[(panel["category"] == second) & ~panel["word"].isin(shared), "median_rank"]
+            rng = np.random.default_rng([seed, index, pair_index])
+            x, y = a.to_numpy(np.float64), b.to_numpy(np.float64)
+            rows.append(
+                {"unit": "word", "model": model, "family": family, "framing": framing}
+                | _result_row(first, second, x, y, permutation_t_test(x, y, n_permutations, rng))
+            )
+    return _adjusted(pd.DataFrame(rows), "categories")
+
+
+def _adjusted(tests: pd.DataFrame, compare: str) -> pd.DataFrame:
+    """Bonferroni over the tests of each unit of observation; significance marks from the adjusted p."""
+    if tests.empty:
+        return tests
+    tests["p_bonferroni"] = np.nan
+    for _, group in tests.groupby("unit", sort=False):
+        tests.loc[group.index, "p_bonferroni"] = bonferroni(group["p_value"].to_numpy())
+    tests["significance"] = [stars(p) for p in tests["p_bonferroni"]]
+    tests.insert(0, "comparison", compare)
+    return tests
+
+
+def analyze_values(
+    scores: pd.DataFrame,
+    lexicon: Lexicon,
+    families: Mapping[str, str],
+    compare: Compare = "auto",
+    n_permutations: int = 10_000,
+    seed: int = 0,
+) -> ValueAnalysis:
+    """The whole analysis. `scores` has model, prompt_id, response, score and framing columns.
+
+    `compare="auto"` compares families when there are several, else categories within each model.
+    """
+    if n_permutations < 1:
+        raise UserError("--permutations must be at least 1")
+    ranked = rank_lexicon_words(scores, lexicon, families)
+    n_families = ranked["family"].nunique()
+    if compare == "families" and n_families < 2:
+        only = ranked["family"].iloc[0]
+        raise UserError(
+            f"--compare families needs at least 2 families; every model is {only!r} "
+            "(use --family MODEL=FAMILY or --compare categories)"
+        )
+    chosen = compare if compare != "auto" else ("families" if n_families >= 2 else "categories")
+    if chosen == "categories" and ranked["category"].nunique() < 2:
+        raise UserError(f"--compare categories needs at least 2 categories of lexicon {lexicon.name} matched")
+    medians = model_medians(ranked)
+    per_prompt = prompt_medians(ranked)
+    mixed, note = fit_mixed_model(per_prompt)
+    tests = (
+        family_tests(per_prompt, medians, n_permutations, seed)
+        if chosen == "families"
+        else category_tests(ranked, n_permutations, seed)
+    )
+    return ValueAnalysis(
+        ranked=ranked,
+        model_medians=medians,
+        summary=summarize(medians),
+        prompt_medians=per_prompt,
+        mixed_model=mixed,
+        tests=tests,
+        compare=chosen,
+        lexicon=lexicon.name,
+        notes=[note] if note else [],
+    )
+
+
+__all__ = [
+    "Compare",
+    "ValueAnalysis",
+    "analyze_values",
+    "category_tests",
+    "family_tests",
+    "fit_mixed_model",
+    "match_lexicon",
+    "model_medians",
+    "prompt_medians",
+    "rank_lexicon_words",
+    "summarize",
+]

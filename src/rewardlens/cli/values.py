@@ -1,0 +1,158 @@
+"""`rewardlens lexicons`, `import-scores` and `analyze values`."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from rewardlens.cli.apps import analyze_app, app
+
+_console = Console()
+
+
+@app.command()
+def lexicons(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+) -> None:
+    """List the bundled lexicons and prompt sets."""
+    from rewardlens.lexicons import list_lexicons, load_lexicon
+    from rewardlens.prompts import list_prompt_sets, load_prompts
+
+    lexicon_rows = {name: (text, load_lexicon(name).counts()) for name, text in list_lexicons().items()}
+    prompt_rows = {name: (text, len(load_prompts(name))) for name, text in list_prompt_sets().items()}
+    if as_json:
+        payload = {
+            "lexicons": {
+                name: {"description": text, "words_per_category": counts}
+                for name, (text, counts) in lexicon_rows.items()
+            },
+            "prompt_sets": {n: {"description": t, "prompts": k} for n, (t, k) in prompt_rows.items()},
+        }
+        typer.echo(json.dumps(payload, indent=2))
+        return
+    table = Table(title="Lexicons (--lexicon NAME, or a .csv/.dic/.dicx file)")
+    for column in ("name", "categories (words)", "description"):
+        table.add_column(column)
+    for name, (text, counts) in lexicon_rows.items():
+        table.add_row(name, ", ".join(f"{c} ({n})" for c, n in counts.items()), text)
+    _console.print(table)
+    sets = Table(title="Prompt sets (--prompts NAME, or a YAML/text file)")
+    for column in ("name", "prompts", "description"):
+        sets.add_column(column)
+    for name, (text, count) in prompt_rows.items():
+        sets.add_row(name, str(count), text)
+    _console.print(sets)
+
+
+@app.command("import-scores")
+def import_scores(
+    csv_file: Annotated[Path, typer.Argument(help="Wide (response,<prompt ids>...) or long CSV.")],
+    model: Annotated[str, typer.Option("--model", "-m", help="Name of the model that gave the scores.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run directory to write.")],
+    prompts: Annotated[
+        str | None, typer.Option("--prompts", help="Prompts file for ids outside value54 (with framings).")
+    ] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a run already in OUT.")] = False,
+) -> None:
+    """Turn published scores (a CSV) into a run."""
+    from rewardlens.imports import import_scores as run_import
+    from rewardlens.prompts import load_prompts
+
+    manifest = run_import(csv_file, model, out, load_prompts(prompts) if prompts else None, overwrite)
+    rows, n_prompts = manifest.get("rows", "?"), len(manifest["prompts"])
+    _console.print(f"imported {rows} scores of {model} under {n_prompts} prompts -> {out}")
+
+
+@analyze_app.command("values")
+def analyze_values(
+    inputs: Annotated[list[Path], typer.Argument(help="Run directories and/or score CSVs, one model each.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Directory for the tables and figures.")],
+    lexicon: Annotated[
+        str, typer.Option("--lexicon", "-l", help="big2-nouns, big2-expanded, mfd2, or a lexicon file.")
+    ] = "big2-nouns",
+    family: Annotated[
+        list[str] | None,
+        typer.Option("--family", help="KEY=FAMILY: set a model's family (repeatable).", show_default=False),
+    ] = None,
+    compare: Annotated[
+        str, typer.Option("--compare", help="families, categories, or auto (families if several).")
+    ] = "auto",
+    permutations: Annotated[int, typer.Option("--permutations", help="Permutations per test.")] = 10_000,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the permutations.")] = 0,
+    prompts: Annotated[
+        str | None, typer.Option("--prompts", help="Prompts file giving framings of non-value54 ids.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Value bias: ranks of a lexicon's words, mixed model, permutation tests, figure."""
+    from rewardlens.errors import UserError
+    from rewardlens.values import analyze_value_files
+
+    if compare not in ("auto", "families", "categories"):
+        raise UserError(f"--compare {compare!r}: use families, categories or auto")
+    with _console.status("analysing value bias ..."):
+        report = analyze_value_files(
+            [str(path) for path in inputs],
+            lexicon,
+            out,
+            families=family or [],
+            compare=compare,  # type: ignore[arg-type]  # checked above
+            n_permutations=permutations,
+            seed=seed,
+            prompts=prompts,
+        )
+    analysis = report.analysis
+    if as_json:
+        typer.echo(analysis.summary.to_json(orient="records", indent=2))
+    else:
+        _print_summary(analysis.summary)
+        _print_tests(analysis.tests, analysis.compare)
+    for note in report.notes:
+        _console.print(f"[yellow]note:[/] {note}")
+    families = ", ".join(f"{m}: {f}" for m, f in sorted(report.families.items()))
+    _console.print(f"families: {families}")
+    _console.print(f"wrote {', '.join(sorted(report.files))} to {report.out}")
+
+
+def _print_summary(summary: object) -> None:
+    import pandas as pd
+
+    assert isinstance(summary, pd.DataFrame)
+    table = Table(title="Mean over models of the median rank (1 = best)")
+    for column in ("framing", "category", "family", "mean median rank", "models"):
+        table.add_column(column, justify="right" if column in ("mean median rank", "models") else "left")
+    for row in summary.itertuples(index=False):
+        table.add_row(row.framing, row.category, row.family, f"{row.mean_median_rank:.1f}", str(row.n_models))
+    _console.print(table)
+
+
+def _print_tests(tests: object, compare: str) -> None:
+    import pandas as pd
+
+    assert isinstance(tests, pd.DataFrame)
+    if tests.empty:
+        return
+    shown = tests[tests["unit"] != "model"] if compare == "families" else tests
+    table = Table(title=f"Permutation tests ({compare}; Bonferroni; all units in tests.csv)")
+    where = ["framing", "category"] if compare == "families" else ["model", "framing"]
+    for column in (*where, "a vs b", "mean a", "mean b", "t", "p (adj.)", ""):
+        table.add_column(column)
+    for row in shown.head(40).itertuples(index=False):
+        table.add_row(
+            *(str(getattr(row, name)) for name in where),
+            f"{row.group_a} vs {row.group_b}",
+            f"{row.mean_a:.1f}",
+            f"{row.mean_b:.1f}",
+            "nan" if not math.isfinite(row.t) else f"{row.t:.2f}",
+            f"{row.p_bonferroni:.4g}",
+            str(row.significance),
+        )
+    _console.print(table)
+    if len(shown) > 40:
+        _console.print(f"... {len(shown) - 40} more rows in tests.csv")

@@ -1,0 +1,204 @@
+"""Published scores as runs, and the inputs of the value analysis (runs and score CSVs, mixed).
+
+Score CSVs come in two layouts:
+- wide: first column `response`, then one column per prompt id (the layout of the value-bias study's
+  published scores);
+- long: columns `prompt_id`, `response`, `score` (any order, extra columns ignored).
+
+The prompts' texts and framings come from the bundled `value54` set when every id belongs to it, or
+from a prompts file (`--prompts`), where a prompt id without a known framing is an error for analysis.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from rewardlens import __version__
+from rewardlens.errors import UserError
+from rewardlens.prompts import Prompt, load_prompts, prompts_from_records
+
+LONG_COLUMNS = ("prompt_id", "response", "score")
+
+
+@dataclass(frozen=True)
+class ScoredInput:
+    """One model's scores for analysis: model, prompt_id, prompt, response, score and framing columns."""
+
+    model: str
+    frame: pd.DataFrame
+    prompts: list[Prompt]
+    aliases: tuple[str, ...]  # other names `--family` keys may use for this model
+    source: str
+
+
+def read_scores_csv(path: str | os.PathLike[str]) -> pd.DataFrame:
+    """A score CSV (wide or long) as long rows `prompt_id, response, score` (response as text)."""
+    file = Path(path)
+    if not file.is_file():
+        raise UserError(f"{file}: no such file")
+    try:
+        raw = pd.read_csv(file, dtype=str, keep_default_na=False)
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
+        raise UserError(f"{file}: not a readable CSV ({err.__class__.__name__})") from err
+    columns = [str(column).strip() for column in raw.columns]
+    raw.columns = columns
+    if "response" not in columns:
+        expected = "response,<prompt ids>... or prompt_id,response,score"
+        raise UserError(f"{file}: no `response` column (expected {expected})")
+    if all(column in columns for column in LONG_COLUMNS):
+        long = raw[list(LONG_COLUMNS)].copy()
+    else:
+        prompt_columns = [column for column in columns if column != "response"]
+        if not prompt_columns:
+            raise UserError(f"{file}: no score columns besides `response`")
+        long = raw.melt(
+            id_vars="response", value_vars=prompt_columns, var_name="prompt_id", value_name="score"
+        )
+    long["score"] = _numeric_scores(long["score"], file)
+    long = long.dropna(subset=["score"])  # an empty cell is a response that was not scored
+    if long.empty:
+        raise UserError(f"{file}: no scores")
+    long["prompt_id"] = long["prompt_id"].astype(str)
+    return long[list(LONG_COLUMNS)].reset_index(drop=True)
+
+
+def _numeric_scores(values: pd.Series, file: Path) -> pd.Series:
+    text = values.astype(str).str.strip()
+    numbers = pd.to_numeric(text.where(text != "", None), errors="coerce")
+    bad = numbers.isna() & (text != "") & ~text.str.lower().isin(["na", "nan"])
+    if bad.any():
+        raise UserError(f"{file}: score {text[bad].iloc[0]!r} is not a number")
+    return numbers.astype("float64")
+
+
+def resolve_prompts(prompt_ids: Sequence[str], prompts: Sequence[Prompt] | None, source: str) -> list[Prompt]:
+    """The prompts of these ids, from `prompts` if given, else from the bundled `value54` set."""
+    wanted = list(dict.fromkeys(prompt_ids))
+    pool = list(prompts) if prompts is not None else load_prompts("value54")
+    by_id = {prompt.id: prompt for prompt in pool}
+    missing = [prompt_id for prompt_id in wanted if prompt_id not in by_id]
+    if missing:
+        where = "the prompts file" if prompts is not None else "the bundled value54 set"
+        hint = "" if prompts is not None else "; pass --prompts FILE with their texts and framings"
+        raise UserError(f"{source}: prompt id {missing[0]!r} is not in {where}{hint}")
+    return [by_id[prompt_id] for prompt_id in wanted]
+
+
+def require_framing(prompts: Sequence[Prompt], source: str) -> None:
+    """The value analysis splits by framing: every prompt needs one."""
+    unframed = [prompt.id for prompt in prompts if prompt.framing not in ("positive", "negative")]
+    if unframed:
+        raise UserError(
+            f"{source}: prompt id {unframed[0]!r} has no framing; pass --prompts FILE giving "
+            "`id: {text: ..., framing: positive|negative}`"
+        )
+
+
+def scores_from_csv(
+    path: str | os.PathLike[str], model: str | None = None, prompts: Sequence[Prompt] | None = None
+) -> ScoredInput:
+    """A score CSV as one model's rows; the model name defaults to the file's stem."""
+    file = Path(path)
+    long = read_scores_csv(file)
+    resolved = resolve_prompts(long["prompt_id"].unique().tolist(), prompts, str(file))
+    name = model or file.stem
+    frame = _with_prompt_columns(long.assign(model=name), resolved)
+    return ScoredInput(name, frame, resolved, (file.stem, file.name), str(file))
+
+
+def scores_from_run(
+    directory: str | os.PathLike[str], prompts: Sequence[Prompt] | None = None
+) -> ScoredInput:
+    """A run's rows; prompt framings from its manifest, or from `prompts` for ids it leaves unframed."""
+    from rewardlens.runs import load_run, read_manifest  # the store imports pyarrow; only runs need it
+
+    path = Path(directory)
+    manifest = read_manifest(path)
+    frame = load_run(path)
+    if frame.empty:
+        raise UserError(f"{path}: the run holds no rows")
+    recorded = prompts_from_records(manifest.get("prompts", []))
+    given = {prompt.id: prompt for prompt in prompts or []}
+    by_id = {prompt.id: given.get(prompt.id, prompt) for prompt in recorded}
+    ids = frame["prompt_id"].astype(str).unique().tolist()
+    resolved = [by_id[i] for i in ids if i in by_id]
+    missing = [i for i in ids if i not in by_id]
+    if missing:
+        resolved += resolve_prompts(missing, prompts, str(path))
+    name = str(manifest.get("model") or frame["model"].iloc[0])
+    frame = _with_prompt_columns(frame.assign(model=name), resolved)
+    aliases = (path.name, Path(name).name, *(str(m) for m in frame["model"].unique()))
+    return ScoredInput(name, frame, resolved, tuple(dict.fromkeys(aliases)), str(path))
+
+
+def load_scored_inputs(
+    paths: Sequence[str | os.PathLike[str]], prompts: Sequence[Prompt] | None = None
+) -> list[ScoredInput]:
+    """Runs (directories holding run.json) and score CSVs, in any mix; model names must be distinct."""
+    inputs = []
+    for path in paths:
+        where = Path(path)
+        if where.is_dir():
+            inputs.append(scores_from_run(where, prompts))
+        elif where.is_file():
+            inputs.append(scores_from_csv(where, prompts=prompts))
+        else:
+            raise UserError(f"{where}: no such run directory or CSV file")
+    seen: dict[str, str] = {}
+    for item in inputs:
+        if item.model in seen:
+            raise UserError(f"model {item.model!r} is given twice ({seen[item.model]} and {item.source})")
+        seen[item.model] = item.source
+    return inputs
+
+
+def _with_prompt_columns(frame: pd.DataFrame, prompts: Sequence[Prompt]) -> pd.DataFrame:
+    texts = {prompt.id: prompt.text for prompt in prompts}
+    framings = {prompt.id: prompt.framing for prompt in prompts}
+    result = frame.copy()
+    result["prompt_id"] = result["prompt_id"].astype(str)
+    result["prompt"] = result["prompt_id"].map(texts)
+    result["framing"] = result["prompt_id"].map(framings)
+    return result
+
+
+def import_scores(
+    csv_path: str | os.PathLike[str],
+    model: str,
+    out: str | os.PathLike[str],
+    prompts: Sequence[Prompt] | None = None,
+    overwrite: bool = False,
+) -> dict[str, Any]:
+    """Write a score CSV as a run of kind `import`; returns its manifest."""
+    from rewardlens.runs import read_manifest, write_run
+
+    scored = scores_from_csv(csv_path, model, prompts)
+    require_framing(scored.prompts, str(csv_path))
+    frame = scored.frame[["model", "prompt_id", "prompt", "response", "score"]]
+    manifest = {
+        "kind_of_run": "import",
+        "model": model,
+        "prompts": [prompt.to_dict() for prompt in scored.prompts],
+        "source": str(Path(csv_path).resolve()),
+        "rewardlens_version": __version__,
+    }
+    write_run(out, manifest, frame.reset_index(drop=True), overwrite=overwrite)
+    return read_manifest(out)
+
+
+__all__ = [
+    "ScoredInput",
+    "import_scores",
+    "load_scored_inputs",
+    "read_scores_csv",
+    "require_framing",
+    "resolve_prompts",
+    "scores_from_csv",
+    "scores_from_run",
+]
