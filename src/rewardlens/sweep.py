@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from rewardlens.engine import ENGINES
 from rewardlens.errors import UserError
 from rewardlens.models.vocabulary import select_tokens
 from rewardlens.prompts import Prompt
@@ -32,7 +33,6 @@ from rewardlens.runs.store import RunStore, identity_difference, read_manifest
 Progress = Callable[[int], None] | None
 
 DEFAULT_SHARD_SIZE = 4096
-ENGINES = ("cached", "batched")
 
 # What makes a sweep "the same sweep": another DIR content on one of these is refused.
 # The first four are known before the model is loaded, so a refusal costs no model load.
@@ -159,7 +159,7 @@ def prepare_sweep(
     """Select the candidates, open (or resume) the run in `out_dir`, and list the shards to write."""
     prompts = check_prompts(prompts)
     if engine not in ENGINES:
-        raise UserError(f"unknown engine '{engine}' (use {' or '.join(ENGINES)})")
+        raise UserError(f"unknown engine '{engine}' (use {', '.join(ENGINES)})")
     if shard_size < 1:
         raise UserError("--shard-size must be at least 1")
     if batch_size is not None and batch_size < 1:

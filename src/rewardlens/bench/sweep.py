@@ -1,7 +1,7 @@
-"""`bench sweep`: the cost of a sweep (store, metadata, progress) over the cached engine alone.
+"""`bench sweep`: what a sweep (vocabulary metadata, store, progress) adds to the cached engine.
 
-Both are timed side by side in one process on the same loaded model, the same prompt and the same
-candidate ids; the ratio `sweep_s / engine_s` is what the sweep adds (target: at most 1.2).
+Both are timed side by side in one process on the same loaded model, prompt and candidate ids; the
+ratio `sweep_s / engine_s` is the sweep's overhead (target: at most 1.2).
 """
 
 from __future__ import annotations
@@ -10,61 +10,84 @@ import tempfile
 import time
 from typing import Any
 
+import torch
+
+from rewardlens.bench.engine import BENCH_PROMPT, bench_scorer
 from rewardlens.errors import UserError
+from rewardlens.prompts import prompts_from_texts
+from rewardlens.scorers import ModelScorer
+from rewardlens.sweep import run_sweep
 
-BENCH_PROMPT = "What, in one word, is the greatest thing ever?"
+
+def _synchronize(scorer: ModelScorer) -> None:
+    if scorer.loaded.device.type == "cuda":
+        torch.cuda.synchronize()
 
 
-def bench_sweep(
+def _time_engine(scorer: ModelScorer, ids: list[int], batch_size: int) -> float:
+    _synchronize(scorer)
+    began = time.perf_counter()
+    scorer.score_token_ids(BENCH_PROMPT, ids, engine="cached", batch_size=batch_size)
+    _synchronize(scorer)
+    return time.perf_counter() - began
+
+
+def _time_sweep(scorer: ModelScorer, first: int, count: int, batch_size: int, shard_size: int) -> float:
+    with tempfile.TemporaryDirectory(prefix="rewardlens-bench-") as directory:
+        _synchronize(scorer)
+        began = time.perf_counter()
+        run_sweep(
+            scorer,
+            prompts_from_texts([BENCH_PROMPT]),
+            directory,
+            tokens=f"{first}:{first + count}",
+            include_special=True,  # exactly `count` rows: the engine's ids
+            shard_size=shard_size,
+            batch_size=batch_size,
+            engine="cached",
+        )
+        _synchronize(scorer)
+        return time.perf_counter() - began
+
+
+def benchmark_sweep(
     model: str,
-    candidates: int,
     *,
-    batch_size: int | None = None,
+    candidates: int = 2048,
+    batch_size: int = 256,
     shard_size: int = 4096,
-    device: str = "auto",
     dtype: str = "auto",
+    device: str = "auto",
+    trust_remote_code: bool = False,
+    seed: int = 0,
     repeats: int = 1,
 ) -> dict[str, Any]:
-    """Time `run_sweep` and `score_token_ids` on `candidates` token ids; the best of `repeats` each."""
-    from rewardlens.prompts import prompts_from_texts
-    from rewardlens.scorers import load_scorer
-    from rewardlens.sweep import run_sweep
-
+    """Time `run_sweep` and the cached engine alone on the same ids; the best of `repeats` of each."""
     if candidates < 1:
         raise UserError("--candidates must be at least 1")
-    # A causal LM gets a seeded random score head, as in `bench engine`: an RM-shaped model offline.
-    scorer = load_scorer(model, device=device, dtype=dtype, random_score_head_seed=0)
+    scorer, head = bench_scorer(
+        model, dtype=dtype, device=device, trust_remote_code=trust_remote_code, seed=seed
+    )
     size = len(scorer.tokenizer)
     if candidates > size:
         raise UserError(f"--candidates {candidates}: the vocabulary has only {size} tokens")
-    start = min(1000, size - candidates)  # past the control tokens at the start of most vocabularies
-    ids = list(range(start, start + candidates))
-    prompts = prompts_from_texts([BENCH_PROMPT])
+    first = min(1000, size - candidates)  # past the control tokens at the start of most vocabularies
+    ids = list(range(first, first + candidates))
     scorer.score_token_ids(BENCH_PROMPT, ids[:8], batch_size=batch_size)  # warm-up (allocations, kernels)
     engine_times, sweep_times = [], []
-    for _ in range(max(1, repeats)):
-        began = time.perf_counter()
-        scorer.score_token_ids(BENCH_PROMPT, ids, engine="cached", batch_size=batch_size)
-        engine_times.append(time.perf_counter() - began)
-        with tempfile.TemporaryDirectory(prefix="rewardlens-bench-") as directory:
-            began = time.perf_counter()
-            run_sweep(
-                scorer,
-                prompts,
-                directory,
-                tokens=f"{start}:{start + candidates}",
-                include_special=True,  # exactly `candidates` rows, the same ids as the engine's
-                shard_size=shard_size,
-                batch_size=batch_size,
-                engine="cached",
-            )
-            sweep_times.append(time.perf_counter() - began)
+    for _ in range(max(1, repeats)):  # alternating, so that drift in machine load hits both
+        engine_times.append(_time_engine(scorer, ids, batch_size))
+        sweep_times.append(_time_sweep(scorer, first, candidates, batch_size, shard_size))
     engine_s, sweep_s = min(engine_times), min(sweep_times)
     return {
-        "model": model,
-        "device": str(scorer.describe().get("device")),
+        "model": scorer.name,
+        "head": head,
+        "device": str(scorer.loaded.device),
+        "dtype": str(scorer.loaded.dtype).removeprefix("torch."),
+        "threads": torch.get_num_threads(),
         "candidates": candidates,
         "batch_size": batch_size,
+        "shard_size": shard_size,
         "sweep_s": round(sweep_s, 4),
         "engine_s": round(engine_s, 4),
         "overhead_ratio": round(sweep_s / engine_s, 4),

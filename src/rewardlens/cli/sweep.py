@@ -22,9 +22,20 @@ from rich.table import Table
 from rich.text import Text
 
 from rewardlens.cli.apps import app, bench_app
+from rewardlens.cli.options import (
+    BatchSizeOption,
+    DeviceOption,
+    DtypeOption,
+    EngineOption,
+    IncludeEndOption,
+    KindOption,
+    ModelOption,
+    RevisionOption,
+    TemplateOption,
+    TrustRemoteCodeOption,
+    check_engine,
+)
 from rewardlens.errors import UserError
-
-_MODEL_PANEL = "Model options (as for score)"
 
 
 class _RateColumn(ProgressColumn):
@@ -62,8 +73,8 @@ def _prompts(prompt: list[str] | None, prompts: str | None) -> list[Any]:
 
 @app.command()
 def sweep(
-    model: Annotated[str, typer.Option("--model", "-m", help="Model dir, .gguf, hub id or alias.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Run directory (created, or resumed).")],
+    model: ModelOption = "smollm2-135m-instruct",
     prompt: Annotated[
         list[str] | None, typer.Option("--prompt", "-p", help="A prompt (repeatable).", show_default=False)
     ] = None,
@@ -75,36 +86,16 @@ def sweep(
         bool, typer.Option("--include-special", help="Also score control, added and reserved tokens.")
     ] = False,
     shard_size: Annotated[int, typer.Option("--shard-size", help="Candidates per shard file.")] = 4096,
-    batch_size: Annotated[
-        int | None, typer.Option("--batch-size", help="Sequences per forward pass (default: by device).")
-    ] = None,
-    engine: Annotated[str, typer.Option("--engine", help="cached (prompt KV reused) or batched.")] = "cached",
+    batch_size: BatchSizeOption = None,
+    engine: EngineOption = "cached",
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a different run in DIR.")] = False,
-    revision: Annotated[str | None, typer.Option("--revision", rich_help_panel=_MODEL_PANEL)] = None,
-    dtype: Annotated[
-        str, typer.Option("--dtype", help="auto, float32, bfloat16, float16.", rich_help_panel=_MODEL_PANEL)
-    ] = "auto",
-    device: Annotated[
-        str, typer.Option("--device", help="auto, cpu, cuda[:N].", rich_help_panel=_MODEL_PANEL)
-    ] = "auto",
-    trust_remote_code: Annotated[
-        bool, typer.Option("--trust-remote-code", rich_help_panel=_MODEL_PANEL)
-    ] = False,
-    kind: Annotated[
-        str, typer.Option("--kind", help="auto, reward or lm.", rich_help_panel=_MODEL_PANEL)
-    ] = "auto",
-    template: Annotated[
-        str | None,
-        typer.Option("--template", help="chat (default), plain or FILE.jinja.", rich_help_panel=_MODEL_PANEL),
-    ] = None,
-    include_end: Annotated[
-        bool,
-        typer.Option(
-            "--include-end",
-            help="LM only: add log p(end-of-turn | token) (one continuation per token).",
-            rich_help_panel=_MODEL_PANEL,
-        ),
-    ] = False,
+    revision: RevisionOption = None,
+    dtype: DtypeOption = "auto",
+    device: DeviceOption = "auto",
+    trust_remote_code: TrustRemoteCodeOption = False,
+    kind: KindOption = "auto",
+    template: TemplateOption = None,
+    include_end: IncludeEndOption = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Score every token of the vocabulary as the whole response to each prompt (resumable)."""
@@ -113,6 +104,7 @@ def sweep(
     from rewardlens.sweep import early_identity, execute_sweep, prepare_sweep, refuse_other_run_early
 
     chosen = _prompts(prompt, prompts)
+    check_engine(engine)
     # Cheap refusals first: another run in DIR, or a DIR that cannot be written, before loading a model.
     refuse_other_run_early(out, early_identity(model, chosen, tokens, include_special), overwrite)
     prepare_directory(out)
@@ -235,24 +227,28 @@ def export(
 
 @bench_app.command("sweep")
 def bench_sweep(
-    model: Annotated[str, typer.Option("--model", "-m", help="Model; a causal LM gets a random head.")],
-    candidates: Annotated[int, typer.Option("--candidates", "-n", help="Candidate tokens to score.")] = 1024,
-    batch_size: Annotated[int | None, typer.Option("--batch-size")] = None,
-    shard_size: Annotated[int, typer.Option("--shard-size")] = 4096,
-    device: Annotated[str, typer.Option("--device")] = "auto",
-    dtype: Annotated[str, typer.Option("--dtype")] = "auto",
-    repeats: Annotated[int, typer.Option("--repeats", help="Best of this many alternating timings.")] = 1,
+    model: ModelOption = "smollm2-135m-instruct",
+    candidates: Annotated[int, typer.Option("--candidates", "-n", help="Candidate tokens to score.")] = 2048,
+    batch_size: Annotated[int, typer.Option(help="Sequences per batch.")] = 256,
+    shard_size: Annotated[int, typer.Option(help="Candidates per shard file.")] = 4096,
+    dtype: DtypeOption = "auto",
+    device: DeviceOption = "auto",
+    trust_remote_code: TrustRemoteCodeOption = False,
+    seed: Annotated[int, typer.Option(help="Seed of the random score head put on a causal LM.")] = 0,
+    repeats: Annotated[int, typer.Option(help="Best of this many alternating timings.")] = 1,
 ) -> None:
-    """Time a sweep against the cached engine alone on the same candidates; one JSON line."""
-    from rewardlens.bench.sweep import bench_sweep as measure
+    """Time a sweep against the cached engine alone on the same candidates; print one JSON line."""
+    from rewardlens.bench.sweep import benchmark_sweep
 
-    result = measure(
+    result = benchmark_sweep(
         model,
-        candidates,
+        candidates=candidates,
         batch_size=batch_size,
         shard_size=shard_size,
-        device=device,
         dtype=dtype,
+        device=device,
+        trust_remote_code=trust_remote_code,
+        seed=seed,
         repeats=repeats,
     )
     typer.echo(json.dumps(result))
