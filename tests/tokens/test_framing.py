@@ -1,0 +1,70 @@
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from rewardlens.analysis.tokens import framing, framing_movers
+from rewardlens.analysis.tokens.framing import normalise_framing
+from rewardlens.errors import UserError
+
+FRAMES = {"best": "pos", "greatest": "positive", "worst": "neg"}
+
+
+def test_tau_between_framed_rankings_per_model(sweep, texts):
+    rng = np.random.default_rng(0)
+    vocab = texts(80)
+    base = rng.normal(size=80)
+    noisy = -base + rng.normal(scale=0.5, size=80)
+    ignores_frame = sweep("ignores", vocab, {"best": base, "greatest": 2 * base, "worst": base + 1})
+    reverses = sweep("reverses", vocab, {"best": base, "greatest": base, "worst": -base})
+    partly = sweep("partly", vocab, {"best": base, "greatest": base, "worst": noisy})
+    result = framing(pd.concat([ignores_frame, reverses, partly]), FRAMES)
+    assert len(result) == 3 * 2  # each model: (best, worst) and (greatest, worst)
+    by_model = result.set_index(["model", "positive_prompt"])
+    assert by_model.loc[("ignores", "best"), "kendall_tau"] == pytest.approx(1.0)
+    assert by_model.loc[("reverses", "greatest"), "kendall_tau"] == pytest.approx(-1.0)
+    assert by_model.loc[("partly", "best"), "kendall_tau"] == pytest.approx(
+        stats.kendalltau(base, noisy).statistic
+    )
+    assert by_model.loc[("partly", "best"), "spearman_rho"] == pytest.approx(
+        stats.spearmanr(base, noisy).statistic
+    )
+    assert set(result["negative_prompt"]) == {"worst"}
+
+
+def test_the_token_that_moves_most_is_found(sweep):
+    vocab = [" a", " b", " c", " d", " e", " f"]
+    positive = [6.0, 5.0, 4.0, 3.0, 2.0, 1.0]
+    negative = [1.5, 5.0, 4.0, 3.0, 2.0, 7.0]  # ' a' falls from rank 1 to 6, ' f' rises from 6 to 1
+    frame = sweep("m", vocab, {"best": positive, "worst": negative})
+    row = framing(frame, {"best": "pos", "worst": "neg"}, n_movers=2).iloc[0]
+    assert row["top_falling"].split(" | ")[0] == repr(" a")
+    assert row["top_rising"].split(" | ")[0] == repr(" f")
+    movers = framing_movers(frame, {"best": "pos", "worst": "neg"}, n_movers=2)
+    first_falling = movers[movers["direction"] == "falling"].iloc[0]
+    assert (first_falling["text"], first_falling["rank_positive"], first_falling["rank_negative"]) == (
+        " a",
+        1,
+        6,
+    )
+    assert first_falling["rank_shift"] == 5
+    first_rising = movers[movers["direction"] == "rising"].iloc[0]
+    assert (first_rising["text"], first_rising["rank_shift"]) == (" f", -5)
+    assert (movers.groupby("direction").size() <= 2).all()
+
+
+def test_only_tokens_scored_under_both_prompts_are_compared(sweep, texts):
+    vocab = texts(10)
+    best = sweep("m", vocab, {"best": np.arange(10.0)})
+    worst = sweep("m", vocab[:7], {"worst": np.arange(7.0)[::-1]})
+    row = framing(pd.concat([best, worst]), {"best": "pos", "worst": "neg"}).iloc[0]
+    assert row["n"] == 7 and row["kendall_tau"] == pytest.approx(-1.0)
+
+
+def test_unknown_prompt_id_and_bad_framing_are_user_errors(sweep, texts):
+    frame = sweep("m", texts(5), {"best": np.arange(5.0), "worst": np.arange(5.0)})
+    with pytest.raises(UserError, match="no run has: nope"):
+        framing(frame, {"best": "pos", "nope": "neg"})
+    with pytest.raises(UserError, match="pos or neg"):
+        framing(frame, {"best": "sideways"})
+    assert normalise_framing(" NEG ") == "negative" and normalise_framing("+") == "positive"
