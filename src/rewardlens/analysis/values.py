@@ -138,10 +138,24 @@ def fit_mixed_model(rows: pd.DataFrame) -> tuple[pd.DataFrame | None, str | None
         )
     factors = [name for name in ("family", "category", "framing") if rows[name].nunique() > 1]
     formula = "median_rank ~ " + (" * ".join(factors) if factors else "1")
-    with warnings.catch_warnings():
-        # Convergence and boundary warnings are reported in the table's `converged` note instead.
-        warnings.simplefilter("ignore")
-        fitted = smf.mixedlm(formula, rows, groups=rows["model"]).fit(reml=True)
+    model = smf.mixedlm(formula, rows, groups=rows["model"])
+    # Ranks are normalised within each model, so the random-intercept variance is often at its
+    # boundary (0): there the gradient optimisers may fail (singular matrix) or stop early at a poor
+    # point, while the derivative-free ones reach the optimum. Keep the best REML likelihood.
+    fits = []
+    for method in (None, "powell", "nm"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # convergence is checked below, and reported in a note
+            try:
+                attempt = model.fit(reml=True) if method is None else model.fit(reml=True, method=[method])
+            except (np.linalg.LinAlgError, ValueError):
+                continue
+        if np.isfinite(attempt.llf):
+            fits.append(attempt)
+    if not fits:
+        return None, "mixed model skipped: REML fitting failed with every optimiser (singular design?)"
+    converged = [fit for fit in fits if fit.converged] or fits
+    fitted = max(converged, key=lambda fit: fit.llf)
     table = pd.DataFrame(
         {
             "term": fitted.params.index,
