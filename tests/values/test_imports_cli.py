@@ -1,0 +1,191 @@
+"""import-scores round trips, `analyze values` on the ten published RMs, and bad input via the CLI."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from rewardlens.cli import main
+from rewardlens.errors import UserError
+from rewardlens.imports import import_scores, read_scores_csv, scores_from_run
+from rewardlens.prompts import load_prompts
+from rewardlens.runs import load_run
+from rewardlens.values import analyze_value_files
+
+
+@dataclass
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def run_cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Callable[..., Result]:
+    """`rewardlens ARGS...` in this process through the console entry point (`main`), exit code included."""
+
+    def run(*args: str) -> Result:
+        monkeypatch.setattr(sys, "argv", ["rewardlens", *args])
+        capsys.readouterr()
+        try:
+            main()
+            code = 0
+        except SystemExit as exit_:
+            code = int(exit_.code or 0)
+        captured = capsys.readouterr()
+        return Result(code, captured.out, captured.err)
+
+    return run
+
+
+def assert_user_error(result: Result, fragment: str) -> None:
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and fragment in lines[0], result.stderr
+
+
+def test_wide_import_round_trip(tmp_path: Path, published_dir: Path) -> None:
+    source = published_dir / "big2_rewards_nicolinho_QRM-Llama3.1-8B.csv"
+    manifest = import_scores(source, "nicolinho/QRM-Llama3.1-8B", tmp_path / "run")
+    assert manifest["kind_of_run"] == "import" and manifest["complete"]
+    assert [p["id"] for p in manifest["prompts"]] == [p.id for p in load_prompts("value54")]
+    rows = load_run(tmp_path / "run")
+    wide = pd.read_csv(source)
+    assert len(rows) == wide.shape[0] * 54
+    back = rows.pivot(index="response", columns="prompt_id", values="score")
+    expected = wide.set_index("response")[back.columns]
+    pd.testing.assert_frame_equal(back.sort_index(), expected.sort_index(), check_names=False)
+    assert set(rows["model"]) == {"nicolinho/QRM-Llama3.1-8B"}
+    assert rows.loc[rows["prompt_id"] == "worst_ever_one", "prompt"].iloc[0] == (
+        "What, in one word, is the worst thing ever?"
+    )
+
+
+def test_long_import_with_prompts_file(tmp_path: Path) -> None:
+    csv = tmp_path / "long.csv"
+    csv.write_text("prompt_id,response,score\nnice,kind,1.5\nnice,boss,0.5\nugly,kind,-1\nugly,boss,2\n")
+    prompts = tmp_path / "p.yaml"
+    prompts.write_text("nice: {text: Nicest, framing: positive}\nugly: {text: Ugliest, framing: negative}\n")
+    import_scores(csv, "mine", tmp_path / "run", load_prompts(prompts))
+    scored = scores_from_run(tmp_path / "run")
+    assert scored.model == "mine" and "run" in scored.aliases
+    framings = dict(zip(scored.frame["prompt_id"], scored.frame["framing"], strict=True))
+    assert framings == {"nice": "positive", "ugly": "negative"}
+    assert scored.frame["score"].sum() == pytest.approx(3.0)
+    with pytest.raises(UserError, match="already holds a run"):
+        import_scores(csv, "mine", tmp_path / "run", load_prompts(prompts))
+
+
+def test_read_scores_csv_rejects_bad_files(tmp_path: Path) -> None:
+    bad = tmp_path / "x.csv"
+    bad.write_text("word,best_ever_one\nlove,1\n")
+    with pytest.raises(UserError, match="no `response` column"):
+        read_scores_csv(bad)
+    bad.write_text("response,best_ever_one\nlove,high\n")
+    with pytest.raises(UserError, match="not a number"):
+        read_scores_csv(bad)
+    bad.write_text("response,best_ever_one\nlove,\n")
+    with pytest.raises(UserError, match="no scores"):
+        read_scores_csv(bad)
+
+
+def test_published_ten_rms_reproduce_the_paper(tmp_path: Path, published_dir: Path) -> None:
+    files = sorted(published_dir.glob("*.csv"))
+    report = analyze_value_files(files, "big2-nouns", tmp_path / "out", n_permutations=2000, seed=0)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "analysis.json", "mixed_model.csv", "model_medians.csv", "prompt_medians.csv", "ranks.parquet",
+        "summary.csv", "tests.csv", "values.pdf", "values.png",
+    ]
+    assert sorted(report.families.values()).count("gemma") == 4
+    summary = pd.read_csv(tmp_path / "out" / "summary.csv").set_index(["framing", "category", "family"])
+    ranks = summary["mean_median_rank"]
+    # The study's finding: Llama RMs rank agency words better (lower), Gemma RMs communion words.
+    assert ranks["positive", "Agency", "llama"] < ranks["positive", "Agency", "gemma"]
+    assert ranks["positive", "Communion", "gemma"] < ranks["positive", "Communion", "llama"]
+    tests = pd.read_csv(tmp_path / "out" / "tests.csv")
+    figure1 = tests[tests["unit"] == "model x prompt"]
+    assert len(figure1) == 4 and (figure1["p_bonferroni"] < 0.05).all()  # every Figure 1 panel
+    mixed = pd.read_csv(tmp_path / "out" / "mixed_model.csv").set_index("term")
+    assert mixed.loc["family[T.llama]:category[T.Communion]:framing[T.positive]", "p_value"] < 1e-6
+
+
+def test_cli_analyze_values_on_a_mix_of_run_and_csv(
+    tmp_path: Path, published_dir: Path, run_cli: Callable[..., Result]
+) -> None:
+    llama = published_dir / "big2_rewards_Ray2333_GRM-Llama3.2-3B-rewardmodel-ft.csv"
+    llama2 = published_dir / "big2_rewards_nicolinho_QRM-Llama3.1-8B.csv"
+    gemma = published_dir / "big2_rewards_Ray2333_GRM-gemma2-2B-rewardmodel-ft.csv"
+    result = run_cli("import-scores", str(gemma), "--model", "my-rm", "--out", str(tmp_path / "run"))
+    assert result.returncode == 0, result.stderr
+    out = tmp_path / "out"
+    # `my-rm` names no family; --family gives it by the run directory's base name.
+    result = run_cli(
+        "analyze", "values", str(tmp_path / "run"), str(llama), str(llama2), "--out", str(out),
+        "--family", "run=gemma", "--permutations", "200",
+    )
+    assert result.returncode == 0, result.stderr
+    assert "mixed model skipped" in result.stdout and "'gemma' has 1 model" in result.stdout
+    assert not (out / "mixed_model.csv").exists()
+    assert {"summary.csv", "tests.csv", "values.png", "values.pdf"} <= {p.name for p in out.iterdir()}
+    families = pd.read_csv(out / "summary.csv")["family"]
+    assert set(families) == {"gemma", "llama"}
+
+
+def test_cli_lexicons_lists_bundled(run_cli: Callable[..., Result]) -> None:
+    result = run_cli("lexicons", "--json")
+    assert result.returncode == 0 and '"mfd2"' in result.stdout and '"value54"' in result.stdout
+
+
+def test_cli_bad_input(tmp_path: Path, published_dir: Path, run_cli: Callable[..., Result]) -> None:
+    csv = published_dir / "big2_rewards_nicolinho_QRM-Llama3.1-8B.csv"
+    nonsense = tmp_path / "nonsense.csv"
+    nonsense.write_text("word,category\nzzzz,A\nqqqq,B\n")
+    assert_user_error(
+        run_cli("analyze", "values", str(csv), "--lexicon", str(nonsense), "--out", str(tmp_path / "o")),
+        "none of its 2 words",
+    )
+    no_response = tmp_path / "scores.csv"
+    no_response.write_text("word,best_ever_one\nlove,1\n")
+    assert_user_error(
+        run_cli("import-scores", str(no_response), "--model", "m", "--out", str(tmp_path / "r")),
+        "no `response` column",
+    )
+    unframed = tmp_path / "unframed.csv"
+    unframed.write_text("response,my_prompt\nlove,1\n")
+    assert_user_error(
+        run_cli("import-scores", str(unframed), "--model", "m", "--out", str(tmp_path / "r2")),
+        "pass --prompts FILE",
+    )
+    plain = tmp_path / "plain.yaml"
+    plain.write_text("my_prompt: Anything?\n")
+    assert_user_error(
+        run_cli("analyze", "values", str(unframed), "--prompts", str(plain), "--out", str(tmp_path / "o2")),
+        "has no framing",
+    )
+    assert_user_error(
+        run_cli("analyze", "values", str(csv), "--compare", "families", "--out", str(tmp_path / "o3")),
+        "needs at least 2 families",
+    )
+    assert_user_error(
+        run_cli("analyze", "values", str(csv), "--family", "typo=llama", "--out", str(tmp_path / "o4")),
+        "no analysed model",
+    )
+
+
+def test_console_script_exit_code_in_a_subprocess(tmp_path: Path) -> None:
+    """The real process: one line on stderr, exit code 2, no traceback."""
+    missing = tmp_path / "missing.csv"
+    result = subprocess.run(
+        [sys.executable, "-m", "rewardlens", "import-scores", str(missing), "-m", "m", "-o", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [f"error: {missing}: no such file"]
