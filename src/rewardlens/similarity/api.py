@@ -37,13 +37,13 @@ def _array_like(array: Any, name: str) -> Any:
         raise UserError(f"{name} is not a numeric array: {err}") from None
 
 
-def check_inputs(x: Any, y: Any, measure: Measure) -> tuple[Any, Any]:
+def check_inputs(x: Any, y: Any, measure: Measure, names: tuple[str, str] = ("X", "Y")) -> tuple[Any, Any]:
     """Shapes, dtypes, matching rows and the estimator's minimum number of stimuli; no data is read."""
-    x, y = _array_like(x, "X"), _array_like(y, "Y")
-    for array, name in ((x, "X"), (y, "Y")):
+    x, y = _array_like(x, names[0]), _array_like(y, names[1])
+    for array, name in ((x, names[0]), (y, names[1])):
         check_dtype(array.dtype, name)
         check_shape(tuple(array.shape), name)
-    check_same_rows(int(x.shape[0]), int(y.shape[0]))
+    check_same_rows(int(x.shape[0]), int(y.shape[0]), *names)
     n = int(x.shape[0])
     check_min_rows(n, measure.min_rows, measure.name)
     if measure.needs_square and n > MAX_SQUARE_ROWS:
@@ -71,24 +71,31 @@ def should_stream(x: Any, y: Any, measure: Measure) -> bool:
 
 
 def compare(
-    X: Any, Y: Any, measure: str = "rv2", *, block_rows: int | None = None, **options: Any
+    X: Any,
+    Y: Any,
+    measure: str = "rv2",
+    *,
+    block_rows: int | None = None,
+    names: tuple[str, str] = ("X", "Y"),
+    **options: Any,
 ) -> float:
     """Similarity (or distance, see `MEASURES[measure].larger_is_more_similar`) of two representations.
 
     `X` (n x p) and `Y` (n x q) hold one row per stimulus in the same order: numpy arrays (memory maps
     included) or torch tensors; CUDA tensors are compared on the GPU. Feature-space measures read
     arrays larger than `STREAM_BYTES` (or any array, when `block_rows` is given) in blocks of rows.
-    Options are the measure's (`center`, `threshold`, `rdm`, `compare`; see `MEASURES`).
+    Options are the measure's (`center`, `threshold`, `rdm`, `compare`; see `MEASURES`); `names`
+    label the arrays in error messages.
     """
     chosen = get_measure(measure)
     resolved = chosen.resolve(options)
-    x, y = check_inputs(X, Y, chosen)
+    x, y = check_inputs(X, Y, chosen, names)
     if block_rows is not None or should_stream(x, y, chosen):
         if chosen.needs_square:
             raise UserError(f"{chosen.name} needs n x n matrices and cannot be streamed")
         if block_rows is not None and block_rows < 1:
             raise UserError("block_rows must be at least 1")
-        pair = streamed_pair(x, y, center=chosen.centers(resolved), block_rows=block_rows)
+        pair = streamed_pair(x, y, center=chosen.centers(resolved), block_rows=block_rows, names=names)
     else:
-        pair = Pair(*representations(x, y, chosen, resolved))
+        pair = Pair(*representations(x, y, chosen, resolved, names))
     return chosen.value(pair, resolved)

@@ -41,7 +41,7 @@ class RV(Measure):
     invariances = SIMILARITY_INVARIANCES
 
     def value(self, pair: Pair, options: Mapping[str, Any]) -> float:
-        return ratio(pair.cross_hsic(), pair.a.self_hsic * pair.b.self_hsic, self.name)
+        return ratio(pair.cross_hsic(), pair.a.self_hsic_distinct * pair.b.self_hsic_distinct, self.name)
 
 
 @register
@@ -59,8 +59,8 @@ class RV2(Measure):
     def value(self, pair: Pair, options: Mapping[str, Any]) -> float:
         a, b = pair.a, pair.b
         cross = pair.cross_hsic() - pair.row_norm_dot()
-        self_a = a.self_hsic - float(a.row_sq_norms @ a.row_sq_norms)
-        self_b = b.self_hsic - float(b.row_sq_norms @ b.row_sq_norms)
+        self_a = a.self_hsic_distinct - float(a.row_sq_norms @ a.row_sq_norms)
+        self_b = b.self_hsic_distinct - float(b.row_sq_norms @ b.row_sq_norms)
         return ratio(cross, self_a * self_b, self.name)
 
 
@@ -74,17 +74,26 @@ class LinearCKA(Measure):
     invariances = SIMILARITY_INVARIANCES
 
     def value(self, pair: Pair, options: Mapping[str, Any]) -> float:
-        return ratio(pair.cross_hsic(), pair.a.self_hsic * pair.b.self_hsic, self.name)
+        return ratio(pair.cross_hsic(), pair.a.self_hsic_distinct * pair.b.self_hsic_distinct, self.name)
 
 
-def _unbiased_hsic(hsic: float, norm_dot: float, total_a: float, total_b: float, n: int) -> float:
+def _unbiased_hsic(hsic: float, ka: torch.Tensor, kb: torch.Tensor, counts: torch.Tensor, n: int) -> float:
     """Song et al.'s unbiased HSIC times n(n-3), for centred linear kernels.
 
     With K~ = K minus its diagonal and X centred (so K~1 = -k and 1'K~1 = -sum k):
     tr(K~L~) + (1'K~1)(1'L~1)/((n-1)(n-2)) - 2/(n-2) 1'K~L~1
       = ||X'Y||^2 - n/(n-2) k.l + (sum k)(sum l)/((n-1)(n-2)).
+    In a bootstrap sample K~ also zeroes the entries between copies of one stimulus (identical rows,
+    so those entries equal k_i): with c_i copies of row i's stimulus, the terms become
+    ||X'Y||^2 - sum c k l + (sum c k)(sum c l)/((n-1)(n-2)) - 2/(n-2) sum c^2 k l (c = 1: the above).
     """
-    return hsic - n / (n - 2) * norm_dot + total_a * total_b / ((n - 1) * (n - 2))
+    weighted_a, weighted_b = counts * ka, counts * kb
+    return (
+        hsic
+        - float(weighted_a @ kb)
+        + float(weighted_a.sum() * weighted_b.sum()) / ((n - 1) * (n - 2))
+        - 2 / (n - 2) * float(weighted_a @ weighted_b)
+    )
 
 
 @register
@@ -101,9 +110,10 @@ class DebiasedCKA(Measure):
     def value(self, pair: Pair, options: Mapping[str, Any]) -> float:
         a, b, n = pair.a, pair.b, pair.n
         ka, kb = a.row_sq_norms, b.row_sq_norms
-        cross = _unbiased_hsic(pair.cross_hsic(), pair.row_norm_dot(), a.total_sq, b.total_sq, n)
-        self_a = _unbiased_hsic(a.self_hsic, float(ka @ ka), a.total_sq, a.total_sq, n)
-        self_b = _unbiased_hsic(b.self_hsic, float(kb @ kb), b.total_sq, b.total_sq, n)
+        counts = a.copy_counts() if isinstance(a, Representation) else torch.ones_like(ka)
+        cross = _unbiased_hsic(pair.cross_hsic(drop_copies=False), ka, kb, counts, n)
+        self_a = _unbiased_hsic(a.self_hsic, ka, ka, counts, n)
+        self_b = _unbiased_hsic(b.self_hsic, kb, kb, counts, n)
         if not (self_a > 0 and self_b > 0):
             raise UserError(
                 "debiased-cka is undefined here: the unbiased HSIC of an array with itself is not positive "
@@ -123,7 +133,7 @@ def _median_all(values: torch.Tensor) -> torch.Tensor:
 
 
 def centred_rbf_gram(rep: Representation, threshold: float) -> torch.Tensor:
-    """H exp(-D / (2 sigma^2)) H with sigma^2 = threshold^2 x median of all squared distances (diagonal included)."""
+    """H exp(-D / (2 sigma^2)) H, sigma^2 = threshold^2 x median of all squared distances (diagonal too)."""
     gram = rep.gram
     norms = torch.diagonal(gram)
     sq_distances = (norms[:, None] + norms[None, :] - 2 * gram).clamp(min=0.0)
@@ -149,7 +159,9 @@ class RbfCKA(Measure):
     always_centers = True  # distances do not depend on centring; centred data are better conditioned
     options = {
         "center": CENTER,
-        "threshold": Option(0.5, "sigma as a fraction of the median distance: sigma^2 = threshold^2 x median d^2"),
+        "threshold": Option(
+            0.5, "sigma as a fraction of the median distance: sigma^2 = threshold^2 x median d^2"
+        ),
     }
 
     def value(self, pair: Pair, options: Mapping[str, Any]) -> float:
@@ -157,8 +169,11 @@ class RbfCKA(Measure):
         threshold = float(options["threshold"])
         ka = a.cached(("rbf", threshold), lambda: centred_rbf_gram(a, threshold))
         kb = b.cached(("rbf", threshold), lambda: centred_rbf_gram(b, threshold))
-        self_a = a.cached(("rbf-self", threshold), lambda: float(torch.sum(ka**2)))
-        self_b = b.cached(("rbf-self", threshold), lambda: float(torch.sum(kb**2)))
+        keep = a.copy_mask()  # pairs of copies of one stimulus left out (see Representation.copy_pair_sum)
+        if keep is not None:
+            ka, kb = ka * keep, kb * keep
+        self_a = a.cached(("rbf-self", threshold, keep is None), lambda: float(torch.sum(ka**2)))
+        self_b = b.cached(("rbf-self", threshold, keep is None), lambda: float(torch.sum(kb**2)))
         return ratio(float(torch.sum(ka * kb)), self_a * self_b, self.name)
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from rewardlens.similarity.representation import FeatureSide, Representation
+from rewardlens.similarity.representation import FeatureSide, Representation, frobenius_dot, product
 
 
 class Pair:
@@ -36,15 +36,19 @@ class Pair:
         """X'Y (d_x x d_y)."""
         if self._cross is None:
             a, b = self.representations()
-            self._cross = a.features.T @ b.features
+            self._cross = product(a.features, b.features)
         return self._cross
 
-    def cross_hsic(self) -> float:
-        """||X'Y||_F^2 = tr(XX'YY')."""
+    def cross_hsic(self, drop_copies: bool = True) -> float:
+        """||X'Y||_F^2 = tr(XX'YY'), less the pairs of copies of one stimulus when `drop_copies`."""
         if self.use_gram:
             a, b = self.representations()
-            return float(torch.sum(a.gram * b.gram))
-        return float(torch.sum(self.cross**2))
+            total = frobenius_dot(a.gram, b.gram)
+        else:
+            total = frobenius_dot(self.cross, self.cross)
+        if drop_copies and isinstance(self.a, Representation):
+            total -= self.a.copy_pair_sum(self.a.row_sq_norms, self.b.row_sq_norms)
+        return total
 
     def row_norm_dot(self) -> float:
         """sum_i ||x_i||^2 ||y_i||^2 (the diagonal part of tr(XX'YY'))."""

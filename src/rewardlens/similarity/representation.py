@@ -22,6 +22,26 @@ from rewardlens.errors import UserError
 T = TypeVar("T")
 
 
+def gram_of_columns(matrix: torch.Tensor) -> torch.Tensor:
+    """M'M. On the CPU through numpy, whose `A.T @ A` uses BLAS syrk: half the flops of a general product."""
+    if matrix.device.type == "cpu":
+        array = matrix.numpy()
+        return torch.from_numpy(array.T @ array)
+    return matrix.T @ matrix
+
+
+def frobenius_dot(left: torch.Tensor, right: torch.Tensor) -> float:
+    """<A, B>_F as one BLAS dot product (no elementwise temporary)."""
+    return float(torch.dot(left.reshape(-1), right.reshape(-1)))
+
+
+def product(left_t: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
+    """L'R (float64 BLAS gemm; numpy on the CPU, cuBLAS on the GPU)."""
+    if left_t.device.type == "cpu":
+        return torch.from_numpy(left_t.numpy().T @ right.numpy())
+    return left_t.T @ right
+
+
 def _eigh_kept(matrix: torch.Tensor, size_hint: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Eigenpairs of a PSD matrix above a relative noise floor (rank-revealing, like numpy's matrix_rank).
 
@@ -48,7 +68,8 @@ class FeatureSide:
     def cached(self, key: Any, compute: Callable[[], T]) -> T:
         if key not in self._memo:
             self._memo[key] = compute()
-        return self._memo[key]  # type: ignore[no-any-return]
+        value: T = self._memo[key]
+        return value
 
     # Provided by subclasses.
     @property
@@ -67,7 +88,12 @@ class FeatureSide:
     @property
     def self_hsic(self) -> float:
         """||X'X||_F^2 = ||XX'||_F^2 (the unnormalized HSIC of X with itself)."""
-        return self.cached("self_hsic", lambda: float(torch.sum(self.covariance**2)))
+        return self.cached("self_hsic", lambda: frobenius_dot(self.covariance, self.covariance))
+
+    @property
+    def self_hsic_distinct(self) -> float:
+        """`self_hsic` without the entries between copies of one stimulus (a bootstrap sample has copies)."""
+        return self.self_hsic
 
     def whitener(self) -> torch.Tensor:
         """W (d x r) with W' X'X W = I on the column space of X: XW is an orthonormal basis of it."""
@@ -100,7 +126,7 @@ class Representation(FeatureSide):
         self.stimulus_ids = (
             stimulus_ids if stimulus_ids is not None else torch.arange(self.n, device=raw.device)
         )
-        if not bool(torch.any(self.features != 0)):
+        if not self.total_sq > 0:
             what = "every column is constant" if center else "it is all zeros"
             raise UserError(f"{name} carries no variance ({what}); similarity to it is undefined")
 
@@ -114,23 +140,64 @@ class Representation(FeatureSide):
 
     @property
     def row_sq_norms(self) -> torch.Tensor:
-        return self.cached("row_sq_norms", lambda: torch.sum(self.features**2, dim=1))
+        return self.cached("row_sq_norms", lambda: torch.einsum("ij,ij->i", self.features, self.features))
 
     @property
     def covariance(self) -> torch.Tensor:
-        return self.cached("covariance", lambda: self.features.T @ self.features)
+        return self.cached("covariance", lambda: gram_of_columns(self.features))
 
     @property
     def gram(self) -> torch.Tensor:
         """XX' (n x n), the linear kernel matrix."""
-        return self.cached("gram", lambda: self.features @ self.features.T)
+        return self.cached("gram", lambda: gram_of_columns(self.features.T))
 
     @property
     def self_hsic(self) -> float:
         # Whichever of ||XX'||^2 and ||X'X||^2 is the smaller matrix.
         if self.prefers_gram:
-            return self.cached("self_hsic", lambda: float(torch.sum(self.gram**2)))
+            return self.cached("self_hsic", lambda: frobenius_dot(self.gram, self.gram))
         return super().self_hsic
+
+    @property
+    def has_copies(self) -> bool:
+        return self.cached("has_copies", lambda: int(torch.unique(self.stimulus_ids).numel()) < self.n)
+
+    def copy_pair_sum(self, u: torch.Tensor, v: torch.Tensor) -> float:
+        """sum over pairs i != j that are copies of one stimulus of u_i v_j (0 without copies).
+
+        Copies of a stimulus are identical rows, so their Gram entry equals the diagonal one: in a
+        bootstrap sample it would weigh the diagonal about twice as much as in the data and inflate
+        every kernel measure. Measures leave these pairs out, as RSA leaves out their zero distances.
+        """
+        if not self.has_copies:
+            return 0.0
+        _, group = torch.unique(self.stimulus_ids, return_inverse=True)
+        size = int(group.max()) + 1
+        sum_u = torch.zeros(size, dtype=u.dtype, device=u.device).index_add_(0, group, u)
+        sum_v = torch.zeros(size, dtype=v.dtype, device=v.device).index_add_(0, group, v)
+        return float(sum_u @ sum_v - u @ v)
+
+    def copy_counts(self) -> torch.Tensor:
+        """For each row, how many rows are copies of its stimulus (itself included); ones without copies."""
+
+        def compute() -> torch.Tensor:
+            _, group, counts = torch.unique(self.stimulus_ids, return_inverse=True, return_counts=True)
+            return counts[group].to(torch.float64)
+
+        return self.cached("copy_counts", compute)
+
+    def copy_mask(self) -> torch.Tensor | None:
+        """n x n, False where two different rows are copies of one stimulus; None without copies."""
+        if not self.has_copies:
+            return None
+        ids = self.stimulus_ids
+        same = ids[:, None] == ids[None, :]
+        return ~same | torch.eye(self.n, dtype=torch.bool, device=self.device)
+
+    @property
+    def self_hsic_distinct(self) -> float:
+        norms = self.row_sq_norms
+        return self.cached("self_hsic_distinct", lambda: self.self_hsic - self.copy_pair_sum(norms, norms))
 
     def gram_eigen(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Kept eigenvalues and eigenvectors of XX' (its column-space basis, n x r)."""
@@ -143,7 +210,7 @@ class Representation(FeatureSide):
         return self.cached("basis", lambda: self.features @ self.whitener())
 
     def reduced(self) -> torch.Tensor:
-        """Z (n x r, r <= min(n, d)) with ZZ' = XX': X up to a rotation of its features, never wider than n."""
+        """Z (n x r, r <= min(n, d)) with ZZ' = XX': X up to a rotation of its features, at most n wide."""
         if not self.prefers_gram:
             return self.features
 
@@ -154,7 +221,7 @@ class Representation(FeatureSide):
         return self.cached("reduced", compute)
 
     def centered(self) -> Representation:
-        """The column-centred version (itself when already centred); for estimators defined on centred data."""
+        """The column-centred version (itself when centred); for estimators defined on centred data."""
         if self.center:
             return self
         return self.cached(

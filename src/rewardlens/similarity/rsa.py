@@ -22,7 +22,15 @@ from scipy import stats
 
 from rewardlens.errors import UserError
 from rewardlens.similarity.pair import Pair
-from rewardlens.similarity.registry import CENTER, ISOTROPIC_SCALING, OFFSET, ROTATION, Measure, Option, register
+from rewardlens.similarity.registry import (
+    CENTER,
+    ISOTROPIC_SCALING,
+    OFFSET,
+    ROTATION,
+    Measure,
+    Option,
+    register,
+)
 from rewardlens.similarity.representation import Representation
 
 RDM_KINDS = ("correlation", "euclidean", "cosine")
@@ -33,7 +41,9 @@ def _unit_rows(rows: torch.Tensor, name: str, problem: str, distance: str) -> to
     norms = torch.linalg.vector_norm(rows, dim=1, keepdim=True)
     zero = torch.nonzero(norms[:, 0] == 0)
     if zero.numel():
-        raise UserError(f"stimulus {int(zero[0])} of {name} is {problem}; its {distance} distance is undefined")
+        raise UserError(
+            f"stimulus {int(zero[0])} of {name} is {problem}; its {distance} distance is undefined"
+        )
     return rows / norms
 
 
@@ -82,7 +92,9 @@ def _pearson(u: np.ndarray, v: np.ndarray) -> float:
     v = v - v.mean()
     denominator = float(np.dot(u, u) * np.dot(v, v))
     if not denominator > 0:
-        raise UserError("an RDM is constant (all stimulus pairs equally dissimilar); its correlation is undefined")
+        raise UserError(
+            "an RDM is constant (all stimulus pairs equally dissimilar); its correlation is undefined"
+        )
     return float(np.dot(u, v) / math.sqrt(denominator))
 
 
@@ -92,12 +104,17 @@ def _tied_pairs(values: np.ndarray) -> float:
 
 
 def kendall_tau_a(u: np.ndarray, v: np.ndarray) -> float:
-    """(concordant - discordant) / all pairs, through scipy's O(m log m) tau-b: tau_a = tau_b sqrt((n0-n1)(n0-n2))/n0."""
+    """(concordant - discordant) / all pairs, from scipy's O(m log m) tau-b.
+
+    tau_a = tau_b sqrt((n0 - n1)(n0 - n2)) / n0, with n1, n2 the pairs tied in u and in v.
+    """
     m = len(u)
     all_pairs = m * (m - 1) / 2
     tau_b = stats.kendalltau(u, v).statistic
     if not np.isfinite(tau_b):
-        raise UserError("an RDM is constant (all stimulus pairs equally dissimilar); Kendall's tau is undefined")
+        raise UserError(
+            "an RDM is constant (all stimulus pairs equally dissimilar); Kendall's tau is undefined"
+        )
     return float(tau_b * math.sqrt((all_pairs - _tied_pairs(u)) * (all_pairs - _tied_pairs(v))) / all_pairs)
 
 

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from rewardlens.similarity.pair import Pair
-from rewardlens.similarity.representation import StreamedSide
+from rewardlens.similarity.representation import StreamedSide, gram_of_columns, product
 from rewardlens.similarity.validation import check_finite
 
 DEFAULT_BLOCK_BYTES = 64 * 2**20
@@ -33,7 +33,7 @@ def _blocks(array: Any, rows: int, device: torch.device) -> Iterator[tuple[int, 
         if isinstance(block, torch.Tensor):
             tensor = block.detach()
         else:
-            tensor = torch.from_numpy(np.ascontiguousarray(block))
+            tensor = torch.from_numpy(np.array(block, dtype=np.float64, order="C"))
         yield start, tensor.to(device=device, dtype=torch.float64)
 
 
@@ -76,9 +76,9 @@ def streamed_pair(
     for (start, bx), (_, by) in zip(_blocks(x, rows, device), _blocks(y, rows, device), strict=True):
         bx -= mean_x
         by -= mean_y
-        xtx += bx.T @ bx
-        yty += by.T @ by
-        xty += bx.T @ by
+        xtx += gram_of_columns(bx)
+        yty += gram_of_columns(by)
+        xty += product(bx, by)
         stop = start + bx.shape[0]
         norms_x[start:stop] = torch.sum(bx**2, dim=1)
         norms_y[start:stop] = torch.sum(by**2, dim=1)

@@ -30,9 +30,7 @@ def check_dtype(dtype: Any, name: str) -> None:
 
 def check_shape(shape: tuple[int, ...], name: str) -> None:
     if len(shape) != 2:
-        raise UserError(
-            f"{name} must be 2-D (stimuli x features), got shape {tuple(shape)}"
-        )
+        raise UserError(f"{name} must be 2-D (stimuli x features), got shape {tuple(shape)}")
     if shape[0] == 0 or shape[1] == 0:
         raise UserError(f"{name} is empty (shape {tuple(shape)})")
 
@@ -40,11 +38,16 @@ def check_shape(shape: tuple[int, ...], name: str) -> None:
 def check_same_rows(x_rows: int, y_rows: int, x_name: str = "X", y_name: str = "Y") -> None:
     if x_rows != y_rows:
         raise UserError(
-            f"{x_name} has {x_rows} rows and {y_name} has {y_rows}; both need one row per stimulus, in the same order"
+            f"{x_name} has {x_rows} rows and {y_name} has {y_rows}; "
+            "both need one row per stimulus, in the same order"
         )
 
 
 def check_finite(values: torch.Tensor, name: str) -> None:
+    # NaN and Inf propagate into a sum: one cheap reduction, and the elementwise check only when it
+    # is not finite (then either a bad value or an overflow of huge but finite values).
+    if bool(torch.isfinite(values.sum())):
+        return
     if not bool(torch.isfinite(values).all()):
         bad = int((~torch.isfinite(values)).sum())
         raise UserError(f"{name} contains {bad} NaN or Inf value(s)")
@@ -61,7 +64,9 @@ def as_float64(array: Any, name: str, device: torch.device | None = None) -> tor
         except (TypeError, ValueError) as err:
             raise UserError(f"{name} is not a numeric array: {err}") from None
         check_dtype(as_array.dtype, name)
-        tensor = torch.from_numpy(np.ascontiguousarray(as_array))
+        check_shape(tuple(as_array.shape), name)
+        # One float64 copy, writable (memory maps are read-only and torch wants to own its buffer).
+        tensor = torch.from_numpy(np.array(as_array, dtype=np.float64, order="C"))
     check_shape(tuple(tensor.shape), name)
     tensor = tensor.to(device=device or tensor.device, dtype=torch.float64)
     check_finite(tensor, name)

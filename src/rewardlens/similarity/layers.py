@@ -1,0 +1,216 @@
+"""Every layer of one or two models against every layer: the table behind `rewardlens similarity layers`.
+
+Each layer's activations become one `Representation`, built once; its Gram matrix, covariance, RDM
+and kernel matrices are memoized there, so the L_a x L_b layer pairs reuse them instead of
+rereading activations. Within one model the table is symmetric and only i <= j is computed.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from itertools import combinations_with_replacement
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from rewardlens.errors import UserError
+from rewardlens.similarity.inference import (
+    bootstrap_indices,
+    bootstrap_values,
+    percentile_interval,
+    permutation_null,
+    permutation_p_value,
+)
+from rewardlens.similarity.pair import Pair
+from rewardlens.similarity.registry import Measure, get_measure
+from rewardlens.similarity.representation import Representation
+from rewardlens.similarity.validation import as_float64, check_min_rows, check_same_rows
+
+Progress = Callable[[int], None] | None
+COLUMNS = ["model_a", "layer_a", "model_b", "layer_b", "measure", "value"]
+
+
+def options_for(measures: Sequence[Measure], options: Mapping[str, Any] | None) -> dict[str, dict[str, Any]]:
+    """Each measure's resolved options: a shared option goes to every measure that declares it."""
+    given = dict(options or {})
+    unused = sorted(key for key in given if not any(key in measure.options for measure in measures))
+    if unused:
+        raise UserError(f"option {unused[0]!r} is not an option of {', '.join(m.name for m in measures)}")
+    return {m.name: m.resolve({k: v for k, v in given.items() if k in m.options}) for m in measures}
+
+
+@dataclass
+class _Layers:
+    """Representations of one model's layers, one per centring flag, built on first use."""
+
+    model: str
+    arrays: Sequence[Any]
+    built: dict[tuple[int, bool], Representation]
+
+    def get(self, layer: int, center: bool) -> Representation:
+        key = (layer, center)
+        if key not in self.built:
+            name = f"{self.model} layer {layer}"
+            self.built[key] = Representation(as_float64(self.arrays[layer], name), center=center, name=name)
+        return self.built[key]
+
+
+def layer_similarity(
+    activations: Mapping[str, Sequence[Any]],
+    measures: Sequence[str],
+    *,
+    options: Mapping[str, Any] | None = None,
+    permutations: int = 0,
+    bootstrap: int = 0,
+    seed: int = 0,
+    level: float = 0.95,
+    progress: Progress = None,
+) -> pd.DataFrame:
+    """One row per (model pair, layer pair, measure); with p_value / ci_low, ci_high when asked.
+
+    `activations` maps a model label to its layers' arrays (stimuli x hidden size, the same stimuli
+    in the same order for every model). Pairs are every model with itself and with each other.
+    """
+    if not activations:
+        raise UserError("no activations to compare")
+    chosen = [get_measure(name) for name in measures]
+    if not chosen:
+        raise UserError("no measure given")
+    resolved = options_for(chosen, options)
+    models = list(activations)
+    rows = int(np.shape(activations[models[0]][0])[0])
+    for model in models:
+        for layer, array in enumerate(activations[model]):
+            check_same_rows(rows, int(np.shape(array)[0]), f"{models[0]} layer 0", f"{model} layer {layer}")
+    for measure in chosen:
+        check_min_rows(rows, measure.min_rows, measure.name)
+    layers = {model: _Layers(model, activations[model], {}) for model in models}
+    indices = bootstrap_indices(rows, bootstrap, seed) if bootstrap else None
+
+    records: list[dict[str, Any]] = []
+    for model_a, model_b in combinations_with_replacement(models, 2):
+        count_a, count_b = len(activations[model_a]), len(activations[model_b])
+        for layer_a in range(count_a):
+            for layer_b in range(layer_a if model_a == model_b else 0, count_b):
+                for measure in chosen:
+                    opts = resolved[measure.name]
+                    center = measure.centers(opts)
+                    a = layers[model_a].get(layer_a, center)
+                    b = layers[model_b].get(layer_b, center)
+                    value = measure.value(Pair(a, b), opts)
+                    record: dict[str, Any] = {
+                        "model_a": model_a,
+                        "layer_a": layer_a,
+                        "model_b": model_b,
+                        "layer_b": layer_b,
+                        "measure": measure.name,
+                        "value": value,
+                    }
+                    record.update(_inference(measure, opts, a, b, value, permutations, indices, seed, level))
+                    records.append(record)
+                    if model_a == model_b and layer_a != layer_b:
+                        records.append({**record, "layer_a": layer_b, "layer_b": layer_a})
+                    if progress:
+                        progress(1)
+    frame = pd.DataFrame.from_records(records)
+    return frame.sort_values(
+        ["model_a", "model_b", "measure", "layer_a", "layer_b"], kind="stable"
+    ).reset_index(drop=True)
+
+
+def _inference(
+    measure: Measure,
+    options: Mapping[str, Any],
+    a: Representation,
+    b: Representation,
+    observed: float,
+    permutations: int,
+    indices: np.ndarray | None,
+    seed: int,
+    level: float,
+) -> dict[str, float]:
+    extra: dict[str, float] = {}
+    if permutations:
+        null = permutation_null(measure, options, a, b, permutations, seed)
+        extra["p_value"] = permutation_p_value(null, observed, measure.larger_is_more_similar)
+    if indices is not None:
+        extra["ci_low"], extra["ci_high"] = percentile_interval(
+            bootstrap_values(measure, options, a, b, indices), level
+        )
+    return extra
+
+
+# -- from model specs to a written table ----------------------------------------------------------
+
+
+def load_stimuli(spec: str) -> list[str]:
+    """A text file with one stimulus per line, or a lexicon (bundled name, .csv/.dic/.dicx): its words."""
+    path = Path(spec)
+    if path.is_file() and path.suffix.lower() not in (".csv", ".dic", ".dicx"):
+        lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+        stimuli = list(dict.fromkeys(line for line in lines if line))
+    else:
+        from rewardlens.lexicons import load_lexicon
+
+        stimuli = load_lexicon(spec).words
+    if not stimuli:
+        raise UserError(f"{spec}: no stimuli")
+    return stimuli
+
+
+def model_labels(specs: Sequence[str]) -> list[str]:
+    """Short, distinct labels for the CSV: the last path component, numbered when two are alike."""
+    labels: list[str] = []
+    for spec in specs:
+        base = Path(spec.rstrip("/")).name or spec
+        label, copy = base, 2
+        while label in labels:
+            label, copy = f"{base}#{copy}", copy + 1
+        labels.append(label)
+    return labels
+
+
+def model_activations(
+    spec: str,
+    stimuli: Sequence[str],
+    *,
+    prompt: str | None,
+    template: str | None,
+    pool: str,
+    batch_size: int = 16,
+    dtype: str = "auto",
+    device: str = "auto",
+    trust_remote_code: bool = False,
+    progress: Progress = None,
+) -> list[np.ndarray]:
+    """Load `spec` (reward model or language model) and return its per-layer activations."""
+    from rewardlens.models.loading import load_model
+    from rewardlens.models.templates import make_template
+    from rewardlens.similarity.activations import layer_activations
+
+    loaded = load_model(spec, dtype=dtype, device=device, trust_remote_code=trust_remote_code)
+    conversation = None if template == "none" else make_template(loaded.tokenizer, template)
+    activations = layer_activations(
+        loaded.model,
+        loaded.tokenizer,
+        stimuli,
+        template=conversation,
+        prompt=prompt,
+        pool=pool,
+        batch_size=batch_size,
+        device=loaded.device,
+        progress=progress,
+    )
+    del loaded
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    return activations
+
+
+def safe_name(label: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", label)
