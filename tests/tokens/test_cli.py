@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from rewardlens.cli import main
 from rewardlens.cli.apps import app
+from rewardlens.report.token_plots import token_sections_html
 from rewardlens.runs import write_run
 
 PROMPTS = [
@@ -111,6 +112,8 @@ def test_end_to_end_writes_every_table_and_figure(two_runs: list[Path], tmp_path
     identity = pd.read_csv(out / "identity.csv")
     assert set(identity["text"].str.strip()) == {t.strip() for t in IDENTITY}
     assert set(pd.read_csv(out / "frequency.csv")["polarity"]) == {"positive", "negative"}
+    page = token_sections_html(out)
+    assert "Agreement across models" in page and page.count("data:image/png;base64,") == 5
 
 
 def test_same_seed_same_tables_and_framing_override(two_runs: list[Path], tmp_path: Path) -> None:
@@ -149,6 +152,7 @@ def test_single_model_skips_agreement_with_a_note(two_runs: list[Path], tmp_path
         ("unknown_framing", "no run has: nope"),
         ("bad_framing", "pos or neg"),
         ("k_zero", "at least 1"),
+        ("negative_resamples", "must not be negative"),
         ("no_shared_text", "share no token text"),
         ("not_a_run", "holds no run"),
     ],
@@ -180,6 +184,8 @@ def test_bad_input_is_one_line_and_exit_code_2(
         extra = ["--framing", "best=sideways"]
     elif case == "k_zero":
         extra = ["--k", "0"]
+    elif case == "negative_resamples":
+        extra = ["--resamples", "-1"]
     elif case == "no_shared_text":
         other = sweep("Z", ["x1", "x2", "x3"], {"best": [1.0, 2.0, 3.0]})
         runs.append(

@@ -61,8 +61,10 @@ def test_chunking_does_not_change_the_resamples():
     np.testing.assert_allclose(small_chunks, one_chunk)
     # ... and each resample's skewness is that of a resample of the data.
     rng = np.random.default_rng(9)
-    first = values[rng.integers(0, 101, size=(1, 101))][0]
-    assert one_chunk[0] == pytest.approx(stats.skew(first))
+    first = values[rng.integers(0, 101, size=(1, 101), dtype=np.uint32)][0]
+    assert one_chunk[0] == pytest.approx(stats.skew(first), rel=1e-10)
+    second = values[rng.integers(0, 101, size=(1, 101), dtype=np.uint32)][0]
+    assert one_chunk[1] == pytest.approx(stats.skew(second), rel=1e-10)
 
 
 def test_constant_scores_have_undefined_shape(sweep, texts):

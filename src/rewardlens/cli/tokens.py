@@ -14,6 +14,14 @@ from rich.table import Table
 from rewardlens.analysis.tokens import analyze_token_runs, parse_framings
 from rewardlens.cli.apps import analyze_app
 
+_ALIGNMENT_HEADERS = {
+    "model": "model",
+    "n_tokens": "tokens",
+    "n_duplicate_texts": "dup. texts",
+    "n_duplicate_ids": "their ids",
+    "n_unique_texts": "unique texts",
+    "n_shared_texts": "shared by all",
+}
 _STEPS = 6  # announced by analyze_tokens: top/bottom, moments, agreement, framing, frequency, identity
 
 
@@ -73,11 +81,11 @@ def tokens(
         return
     printer = Console()
     if report.alignment is not None:
-        table = Table(title="token alignment by decoded text")
-        for column in report.alignment.columns:
-            table.add_column(column, justify="left" if column == "model" else "right")
-        for row in report.alignment.itertuples(index=False):
-            table.add_row(*(str(value) for value in row))
+        table = Table(title="tokens aligned by decoded text (duplicated texts dropped)")
+        for header in _ALIGNMENT_HEADERS.values():
+            table.add_column(header, justify="left" if header == "model" else "right")
+        for record in report.alignment[list(_ALIGNMENT_HEADERS)].itertuples(index=False):
+            table.add_row(*(str(value) for value in record))
         printer.print(table)
     for note in report.notes:
         printer.print(f"note: {note}")

@@ -76,19 +76,28 @@ def plot_agreement_mds(coordinates: pd.DataFrame, path: Path) -> Path:
     return _save(figure, path)
 
 
-def plot_frequency_scatter(features: pd.DataFrame, path: Path) -> Path:
-    """Score against Zipf frequency per model (first prompt in sorted order), positive and negative words."""
+def plot_frequency_scatter(features: pd.DataFrame, fits: pd.DataFrame, path: Path) -> Path:
+    """Score against Zipf frequency per model (first prompt in sorted order) for positive and negative words,
+    with each polarity's OLS line at that polarity's mean sentiment."""
     models = sorted(features["model"].unique())
     rows, columns = _grid(len(models))
     figure = Figure(figsize=(_PANEL * columns, _PANEL * rows), layout="constrained")
     axes = figure.subplots(rows, columns, squeeze=False).ravel()
+    coefficients = fits.set_index(["model", "prompt_id", "polarity", "term"])["coef"]
     for axis, model in zip(axes, models, strict=False):
         model_rows = features[features["model"] == model]
         prompt_id = sorted(model_rows["prompt_id"].unique())[0]
         shown = model_rows[model_rows["prompt_id"] == prompt_id]
         for polarity, colour in (("positive", "tab:blue"), ("negative", "tab:red")):
             words = shown[shown["polarity"] == polarity]
-            axis.scatter(words["zipf"], words["score"], s=6, alpha=0.5, color=colour, label=polarity)
+            axis.scatter(words["zipf"], words["score"], s=6, alpha=0.4, color=colour, label=polarity)
+            key = (model, prompt_id, polarity)
+            if len(words) and (*key, "zipf") in coefficients.index:
+                grid = np.linspace(words["zipf"].min(), words["zipf"].max(), 2)
+                sentiment = coefficients[(*key, "sentiment")]
+                offset = 0.0 if np.isnan(sentiment) else sentiment * words["sentiment"].mean()
+                line = coefficients[(*key, "intercept")] + coefficients[(*key, "zipf")] * grid + offset
+                axis.plot(grid, line, color=colour, linewidth=1.5)
         axis.set_title(f"{model}\n{prompt_id}", fontsize=8)
         axis.set_xlabel("Zipf frequency")
         axis.set_ylabel("score")
@@ -122,3 +131,40 @@ def plot_identity_percentiles(identity: pd.DataFrame, path: Path) -> Path:
     for axis in axes[len(models) :]:
         axis.set_visible(False)
     return _save(figure, path)
+
+
+# (title, CSV written by `analyze tokens`, figure, rows shown) of each section, in the order of the issue.
+_SECTIONS = [
+    ("Optimal and pessimal tokens", "top_bottom.csv", None, 40),
+    ("Distribution shape (skewness with bootstrap 95% CI)", "moments.csv", "histograms.png", 200),
+    ("Token alignment across tokenizers", "alignment.csv", None, 50),
+    ("Agreement across models", "agreement.csv", "agreement.png", 200),
+    ("Models by 1 - Kendall's tau (classical MDS)", "agreement_mds.csv", "agreement_mds.png", 50),
+    ("Framing", "framing.csv", None, 100),
+    ("Frequency bias (OLS score ~ zipf + sentiment)", "frequency.csv", "frequency.png", 300),
+    ("Identity-group terms", "identity_groups.csv", "identity.png", 300),
+]
+
+
+def token_sections_html(out_dir: Path) -> str:
+    """The token analyses found in `out_dir` (the output of `analyze tokens`) as one self-contained HTML
+    fragment — tables plus figures inlined as base64 PNG — for a report page to include."""
+    import base64
+    import html
+
+    parts = ['<section class="token-analyses"><h2>Token-level analyses</h2>']
+    for title, table_name, figure_name, max_rows in _SECTIONS:
+        table_path = out_dir / table_name
+        if not table_path.is_file():
+            continue
+        table = pd.read_csv(table_path, keep_default_na=False)
+        parts.append(f"<h3>{html.escape(title)}</h3>")
+        if figure_name and (out_dir / figure_name).is_file():
+            encoded = base64.b64encode((out_dir / figure_name).read_bytes()).decode("ascii")
+            parts.append(f'<img alt="{html.escape(title)}" src="data:image/png;base64,{encoded}">')
+        shown = table.head(max_rows)
+        parts.append(shown.to_html(index=False, float_format=lambda x: f"{x:.4g}", border=0))
+        if len(table) > max_rows:
+            parts.append(f"<p>first {max_rows} of {len(table)} rows; all in {html.escape(table_name)}</p>")
+    parts.append("</section>")
+    return "\n".join(parts)

@@ -118,6 +118,8 @@ def analyze_tokens(
 
     if k < 1:
         raise UserError(f"--k must be at least 1, got {k}")
+    if n_resamples < 0:
+        raise UserError(f"--resamples must not be negative, got {n_resamples}")
     require_columns(frame, SWEEP_COLUMNS, "token analyses")
     framings = dict(framings or {})
     unknown = sorted(set(framings) - set(frame["prompt_id"].astype(str)))
@@ -205,7 +207,9 @@ def _frequency(frame: pd.DataFrame, report: TokenReport, figures: bool) -> None:
         report.notes.append("frequency: too few word tokens with a frequency and a sentiment to fit")
     elif figures:
         report.files.append(
-            token_plots.plot_frequency_scatter(word_features(frame), report.out_dir / "frequency.png")
+            token_plots.plot_frequency_scatter(
+                word_features(frame), report.tables["frequency"], report.out_dir / "frequency.png"
+            )
         )
 
 
