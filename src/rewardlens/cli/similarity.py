@@ -292,8 +292,10 @@ def layers_command(
     frame.to_csv(out / "similarity.csv", index=False)
     directions = {m.name: m.larger_is_more_similar for m in chosen}
     heatmaps = save_layer_heatmaps(frame, out, directions, {label: safe_name(label) for label in labels})
-    table = Table("model", "layers", "stimuli")
+    table = Table("model", "layers", "stimuli", "layers equal for every stimulus (NaN)")
+    constant = frame.attrs.get("constant_layers", {})
     for label in labels:
-        table.add_row(label, str(len(activations[label])), str(len(texts)))
+        equal = ", ".join(map(str, constant.get(label, []))) or "-"
+        table.add_row(label, str(len(activations[label])), str(len(texts)), equal)
     Console().print(table)
     typer.echo(f"wrote {out / 'similarity.csv'} ({len(frame)} rows) and {len(heatmaps)} heatmap(s)")

@@ -12,6 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 
 def layer_matrix(frame: pd.DataFrame, model_a: str, model_b: str, measure: str) -> np.ndarray:
@@ -35,6 +36,8 @@ def layer_heatmap(
         axis.set_title(measure)
         axis.set_xlabel(f"{model_b} layer")
         axis.set_ylabel(f"{model_a} layer")
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axis.yaxis.set_major_locator(MaxNLocator(integer=True))
         figure.colorbar(image, ax=axis, fraction=0.046, pad=0.04)
     figure.suptitle(f"{model_a} vs {model_b}")
     figure.tight_layout()

@@ -7,6 +7,7 @@ rereading activations. Within one model the table is symmetric and only i <= j i
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -46,17 +47,28 @@ def options_for(measures: Sequence[Measure], options: Mapping[str, Any] | None) 
 
 @dataclass
 class _Layers:
-    """Representations of one model's layers, one per centring flag, built on first use."""
+    """Representations of one model's layers, one per centring flag, built on first use.
+
+    A layer that is the same for every stimulus (the embedding of the last token, which is the
+    template's fixed suffix, under `pool=last`) has no similarity to anything: it is recorded in
+    `constant` and its rows get NaN instead of stopping the whole table.
+    """
 
     model: str
     arrays: Sequence[Any]
-    built: dict[tuple[int, bool], Representation]
+    built: dict[tuple[int, bool], Representation | None]
+    constant: set[int]
 
-    def get(self, layer: int, center: bool) -> Representation:
+    def get(self, layer: int, center: bool) -> Representation | None:
         key = (layer, center)
         if key not in self.built:
             name = f"{self.model} layer {layer}"
-            self.built[key] = Representation(as_float64(self.arrays[layer], name), center=center, name=name)
+            tensor = as_float64(self.arrays[layer], name)
+            try:
+                self.built[key] = Representation(tensor, center=center, name=name)
+            except UserError:  # the only refusal here: no variance at all
+                self.built[key] = None
+                self.constant.add(layer)
         return self.built[key]
 
 
@@ -74,7 +86,8 @@ def layer_similarity(
     """One row per (model pair, layer pair, measure); with p_value / ci_low, ci_high when asked.
 
     `activations` maps a model label to its layers' arrays (stimuli x hidden size, the same stimuli
-    in the same order for every model). Pairs are every model with itself and with each other.
+    in the same order for every model). Pairs are every model with itself and with each other. A
+    layer that is identical for every stimulus gets NaN (listed in `frame.attrs["constant_layers"]`).
     """
     if not activations:
         raise UserError("no activations to compare")
@@ -89,7 +102,7 @@ def layer_similarity(
             check_same_rows(rows, int(np.shape(array)[0]), f"{models[0]} layer 0", f"{model} layer {layer}")
     for measure in chosen:
         check_min_rows(rows, measure.min_rows, measure.name)
-    layers = {model: _Layers(model, activations[model], {}) for model in models}
+    layers = {model: _Layers(model, activations[model], {}, set()) for model in models}
     indices = bootstrap_indices(rows, bootstrap, seed) if bootstrap else None
 
     records: list[dict[str, Any]] = []
@@ -102,7 +115,7 @@ def layer_similarity(
                     center = measure.centers(opts)
                     a = layers[model_a].get(layer_a, center)
                     b = layers[model_b].get(layer_b, center)
-                    value = measure.value(Pair(a, b), opts)
+                    value = math.nan if a is None or b is None else measure.value(Pair(a, b), opts)
                     record: dict[str, Any] = {
                         "model_a": model_a,
                         "layer_a": layer_a,
@@ -111,13 +124,18 @@ def layer_similarity(
                         "measure": measure.name,
                         "value": value,
                     }
-                    record.update(_inference(measure, opts, a, b, value, permutations, indices, seed, level))
+                    if a is not None and b is not None:
+                        record.update(
+                            _inference(measure, opts, a, b, value, permutations, indices, seed, level)
+                        )
                     records.append(record)
                     if model_a == model_b and layer_a != layer_b:
                         records.append({**record, "layer_a": layer_b, "layer_b": layer_a})
                     if progress:
                         progress(1)
     frame = pd.DataFrame.from_records(records)
+    # Layers equal for every stimulus (NaN rows), per model, for the caller to report.
+    frame.attrs["constant_layers"] = {model: sorted(layers[model].constant) for model in models}
     return frame.sort_values(
         ["model_a", "model_b", "measure", "layer_a", "layer_b"], kind="stable"
     ).reset_index(drop=True)
