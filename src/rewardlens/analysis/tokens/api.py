@@ -63,7 +63,8 @@ def load_token_runs(run_dirs: Sequence[str | os.PathLike[str]]) -> TokenRuns:
         missing = [c for c in SWEEP_COLUMNS if c not in frame.columns]
         if missing:
             raise UserError(f"{run_dir} lacks sweep columns {', '.join(missing)}")
-        frames.append(frame)
+        # The prompt text and raw token string repeat on every row and no analysis reads them.
+        frames.append(frame.drop(columns=[c for c in ("prompt", "token") if c in frame.columns]))
         for prompt in manifest.get("prompts") or []:
             if isinstance(prompt, dict) and prompt.get("framing") and prompt.get("id") is not None:
                 framings[str(prompt["id"])] = normalise_framing(str(prompt["framing"]))
@@ -121,7 +122,7 @@ def analyze_tokens(
     if n_resamples < 0:
         raise UserError(f"--resamples must not be negative, got {n_resamples}")
     require_columns(frame, SWEEP_COLUMNS, "token analyses")
-    framings = dict(framings or {})
+    framings = {prompt_id: normalise_framing(value) for prompt_id, value in (framings or {}).items()}
     unknown = sorted(set(framings) - set(frame["prompt_id"].astype(str)))
     if unknown:
         raise UserError(f"--framing names prompt id(s) no run has: {', '.join(unknown)}")
@@ -147,10 +148,9 @@ def analyze_tokens(
     _agreement(frame, report, figures)
 
     announce("framing")
-    framed = {p: f for p, f in framings.items()}
-    if {"positive", "negative"} <= set(framed.values()):
-        _write(report, "framing.csv", framing(frame, framed))
-        _write(report, "framing_movers.csv", framing_movers(frame, framed))
+    if {"positive", "negative"} <= set(framings.values()):
+        _write(report, "framing.csv", framing(frame, framings))
+        _write(report, "framing_movers.csv", framing_movers(frame, framings))
     else:
         report.notes.append("framing skipped: no prompt is framed both positive and negative (use --framing)")
 
