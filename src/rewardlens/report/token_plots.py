@@ -10,6 +10,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 _PANEL = 3.2  # inches per panel side
+_MAX_LEGEND = 8  # prompts labelled in a histogram panel
 
 
 def _grid(n_panels: int, max_columns: int = 4) -> tuple[int, int]:
@@ -32,17 +33,20 @@ def plot_score_histograms(scores: pd.DataFrame, moments: pd.DataFrame, path: Pat
     shape = moments.set_index(["model", "prompt_id"])
     for axis, model in zip(axes, models, strict=False):
         model_scores = scores[scores["model"] == model]
-        for prompt_id, group in model_scores.groupby("prompt_id", sort=True):
+        prompts = model_scores.groupby("prompt_id", sort=True)
+        labelled = prompts.ngroups <= _MAX_LEGEND  # a legend of 54 prompts would hide the histograms
+        for prompt_id, group in prompts:
             label = str(prompt_id)
             if (model, prompt_id) in shape.index:
                 row = shape.loc[(model, prompt_id)]
                 low, high = row["skewness_ci_low"], row["skewness_ci_high"]
                 label += f" skew {row['skewness']:.2f} [{low:.2f}, {high:.2f}]"
-            axis.hist(group["score"], bins=bins, histtype="step", label=label)
-        axis.set_title(str(model), fontsize=9)
+            axis.hist(group["score"], bins=bins, histtype="step", label=label if labelled else None)
+        axis.set_title(str(model) if labelled else f"{model} ({prompts.ngroups} prompts)", fontsize=9)
         axis.set_xlabel("score")
         axis.set_ylabel("tokens")
-        axis.legend(fontsize=6)
+        if labelled:
+            axis.legend(fontsize=6)
     for axis in axes[len(models) :]:
         axis.set_visible(False)
     return _save(figure, path)
