@@ -28,11 +28,14 @@ def _alignment(k: np.ndarray, l_: np.ndarray, keep: np.ndarray | None = None) ->
 def rv(x: np.ndarray, y: np.ndarray, center: bool = True) -> float:
     if center:
         x, y = centred(x), centred(y)
-    return float(np.trace(x @ x.T @ y @ y.T) / np.sqrt(np.trace((x @ x.T) @ (x @ x.T)) * np.trace((y @ y.T) @ (y @ y.T))))
+    return float(
+        np.trace(x @ x.T @ y @ y.T)
+        / np.sqrt(np.trace((x @ x.T) @ (x @ x.T)) * np.trace((y @ y.T) @ (y @ y.T)))
+    )
 
 
 def linear_cka(x: np.ndarray, y: np.ndarray, ids: np.ndarray | None = None) -> float:
-    """HSIC(K, L) / sqrt(HSIC(K, K) HSIC(L, L)) with K = H XX' H; `ids` masks pairs of copies of one stimulus."""
+    """HSIC(K, L) / sqrt(HSIC(K, K) HSIC(L, L)), K = H XX' H; `ids` masks pairs of copies of a stimulus."""
     h = centering(len(x))
     k, l_ = h @ x @ x.T @ h, h @ y @ y.T @ h
     keep = None
@@ -42,7 +45,7 @@ def linear_cka(x: np.ndarray, y: np.ndarray, ids: np.ndarray | None = None) -> f
 
 
 def rv2(x: np.ndarray, y: np.ndarray, ids: np.ndarray | None = None) -> float:
-    """Smilde et al. (2009): RV of XX' and YY' with their diagonals set to zero (and copy pairs with `ids`)."""
+    """Smilde et al. (2009): RV of XX' and YY' with zeroed diagonals (and copy pairs, with `ids`)."""
     x, y = centred(x), centred(y)
     k, l_ = x @ x.T, y @ y.T
     ids = np.arange(len(x)) if ids is None else ids
@@ -121,7 +124,11 @@ def tau_a(u: np.ndarray, v: np.ndarray) -> float:
 
 
 def rsa(
-    x: np.ndarray, y: np.ndarray, rdm: str = "correlation", compare: str = "spearman", center: bool = True,
+    x: np.ndarray,
+    y: np.ndarray,
+    rdm: str = "correlation",
+    compare: str = "spearman",
+    center: bool = True,
     ids: np.ndarray | None = None,
 ) -> float:
     if center:

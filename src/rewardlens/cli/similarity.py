@@ -239,6 +239,7 @@ def layers_command(
     """Compare the hidden states of every layer (embeddings and each block) within and across models."""
     from rewardlens.report.similarity_plots import save_layer_heatmaps
     from rewardlens.similarity import get_measure
+    from rewardlens.similarity.activations import POOLS
     from rewardlens.similarity.layers import (
         layer_similarity,
         load_stimuli,
@@ -256,6 +257,8 @@ def layers_command(
     chosen = [get_measure(name) for name in names]
     options = parse_options(option, center)
     options_for(chosen, options)  # refuse bad options before loading any model
+    if pool not in POOLS:
+        raise UserError(f"unknown pooling {pool!r}; choose from: {', '.join(POOLS)}")
     texts = load_stimuli(stimuli)
     if template != "none" and prompt is None:
         raise UserError("--prompt is required with a chat template (or pass --template none for raw text)")
