@@ -49,13 +49,13 @@ def train_tokenizer(arch: str, vocab_size: int = 320, chat_template: bool = True
         vocab_size=vocab_size, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
     )
     tokenizer.train_from_iterator(CORPUS, trainer)
-    if arch == "llama":
-        # Llama tokenizers add BOS themselves; the template renders it too (the double-BOS trap).
+    if arch in ("llama", "gemma2"):
+        # Llama and Gemma tokenizers add BOS themselves; their templates render it too (the double-BOS trap).
         from tokenizers import processors
 
-        bos_id = tokenizer.token_to_id("<|begin_of_text|>")
+        bos = specials[0]
         tokenizer.post_processor = processors.TemplateProcessing(
-            single="<|begin_of_text|> $A", special_tokens=[("<|begin_of_text|>", bos_id)]
+            single=f"{bos} $A", special_tokens=[(bos, tokenizer.token_to_id(bos))]
         )
     names = {
         "llama": {"bos_token": "<|begin_of_text|>", "eos_token": "<|eot_id|>", "pad_token": "<|eot_id|>"},

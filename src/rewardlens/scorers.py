@@ -179,7 +179,7 @@ class ModelScorer:
         prefix = torch.tensor([self.template.prefix_ids(prompt)], device=self.loaded.device)
         hidden = self._backbone(input_ids=prefix, use_cache=False).last_hidden_state[:, -1]
         logits = lm_logits(self.model, hidden)
-        return torch.log_softmax(logits, dim=-1)[0].double().cpu().numpy()
+        return torch.log_softmax(logits.double(), dim=-1)[0].cpu().numpy()
 
     def _require_lm(self, what: str) -> None:
         if self.kind != "lm":

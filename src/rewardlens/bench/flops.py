@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -17,7 +18,7 @@ def _config(model: nn.Module) -> object:
 
 def linear_params_per_token(model: nn.Module) -> int:
     """Weights that every token multiplies through: all 2-D weights except embeddings and the LM head."""
-    output = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    output: Any = getattr(model, "get_output_embeddings", lambda: None)()
     skip = {id(output.weight)} if output is not None else set()
     total = 0
     for name, parameter in model.named_parameters():

@@ -25,7 +25,7 @@ KindOption = Annotated[
 ]
 TemplateOption = Annotated[
     str | None,
-    typer.Option(help="chat (the tokenizer's, default), plain ('User: {prompt}\\nAssistant: {response}') or FILE.jinja."),
+    typer.Option(help="chat (the tokenizer's, default), plain ('User: {prompt}\\nAssistant: {response}'), FILE.jinja"),
 ]
 EngineOption = Annotated[str, typer.Option(help="cached|batched|reference.")]
 BatchSizeOption = Annotated[int | None, typer.Option(help="Sequences per batch (default: chosen from memory).")]

@@ -49,7 +49,8 @@ class RewardReadout:
 
 def lm_logits(model: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
     """Next-token logits, with the final soft-capping that Gemma-2 style models apply."""
-    logits = model.get_output_embeddings()(hidden).float()
+    head: Any = getattr(model, "get_output_embeddings")()  # noqa: B009 - typed as Module attribute
+    logits = head(hidden).float()
     config = getattr(model.config, "text_config", None) or model.config
     cap = getattr(config, "final_logit_softcapping", None)
     if cap:

@@ -22,7 +22,7 @@ class ScoreHead:
     name: str
     reason: str
     matches: Callable[[nn.Module, str], bool]
-    module: Callable[[nn.Module], nn.Module]
+    module: Callable[[nn.Module], Any]
     sign: float = 1.0
     # Heads whose score needs the model's own forward (no backbone/head split) cannot reuse a
     # prompt KV cache through the backbone; the scorer falls back to full sequences for them.
