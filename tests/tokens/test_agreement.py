@@ -109,9 +109,7 @@ def test_classical_mds_recovers_euclidean_distances():
     points = np.array([[0.0, 0.0], [3.0, 0.0], [0.0, 4.0], [1.0, 1.0]])
     distances = np.linalg.norm(points[:, None] - points[None], axis=-1)
     embedded = classical_mds(distances, 2)
-    np.testing.assert_allclose(
-        np.linalg.norm(embedded[:, None] - embedded[None], axis=-1), distances, atol=1e-9
-    )
+    np.testing.assert_allclose(np.linalg.norm(embedded[:, None] - embedded[None], axis=-1), distances, atol=1e-9)
     assert classical_mds(np.array([[0.0, 1.0], [1.0, 0.0]]), 2).shape == (2, 2)
 
 

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from rewardlens.analysis.tokens import analyze_token_runs
 from rewardlens.cli import main
 from rewardlens.cli.apps import app
 from rewardlens.report.token_plots import token_sections_html
@@ -94,18 +95,13 @@ def test_end_to_end_writes_every_table_and_figure(two_runs: list[Path], tmp_path
     top = pd.read_csv(out / "top_bottom.csv", keep_default_na=False)
     assert len(top) == 2 * 3 * 2 * 3  # models x prompts x ends x k
     alignment = pd.read_csv(out / "alignment.csv").set_index("model")
-    assert (
-        alignment.loc["model-A", "n_duplicate_texts"] == 1
-        and alignment.loc["model-A", "n_duplicate_ids"] == 2
-    )
+    assert alignment.loc["model-A", "n_duplicate_texts"] == 1 and alignment.loc["model-A", "n_duplicate_ids"] == 2
     assert alignment.loc["model-A", "n_shared_texts"] == len(WORDS) + len(IDENTITY) + 40
     assert summary["alignment"][0]["model"] == "model-A"
     agreement = pd.read_csv(out / "agreement.csv")
     assert len(agreement) == 3 and set(agreement["prompt_id"]) == {"best", "worst", "plain"}
     framing = pd.read_csv(out / "framing.csv")  # framing from run.json: best positive, worst negative
-    assert set(
-        zip(framing["model"], framing["positive_prompt"], framing["negative_prompt"], strict=True)
-    ) == {
+    assert set(zip(framing["model"], framing["positive_prompt"], framing["negative_prompt"], strict=True)) == {
         ("model-A", "best", "worst"),
         ("model-B", "best", "worst"),
     }
@@ -125,12 +121,29 @@ def test_same_seed_same_tables_and_framing_override(two_runs: list[Path], tmp_pa
         assert result.exit_code == 0, result.output
         outputs.append(out)
     for name in ("moments", "agreement", "framing", "top_bottom"):
-        pd.testing.assert_frame_equal(
-            pd.read_csv(outputs[0] / f"{name}.csv"), pd.read_csv(outputs[1] / f"{name}.csv")
-        )
+        pd.testing.assert_frame_equal(pd.read_csv(outputs[0] / f"{name}.csv"), pd.read_csv(outputs[1] / f"{name}.csv"))
     framing = pd.read_csv(outputs[0] / "framing.csv")
     assert set(framing["negative_prompt"]) == {"worst", "plain"}
     assert not list(outputs[0].glob("*.png"))
+
+
+def test_framing_pairs_prompts_of_equal_scope_and_phrasing_unless_asked(
+    sweep: Callable[..., pd.DataFrame], tmp_path: Path
+) -> None:
+    prompts = [
+        {"id": f"{adjective}_{scope}", "text": f"the {adjective} thing {scope}?", "framing": framing}
+        | {"adjective": adjective, "scope": scope, "phrasing": "one"}
+        for adjective, framing in (("best", "positive"), ("worst", "negative"))
+        for scope in ("ever", "today")
+    ]
+    rng = np.random.default_rng(0)
+    frame = sweep("M", [" a", " b", " c", " d"], {p["id"]: rng.normal(size=4) for p in prompts})
+    run = write_run(tmp_path / "run", {"kind_of_run": "sweep", "model": "M", "prompts": prompts}, frame)
+    matched = analyze_token_runs([run], tmp_path / "matched", n_resamples=0, figures=False)
+    pairs = matched.tables["framing"][["positive_prompt", "negative_prompt"]].apply(tuple, axis=1)
+    assert set(pairs) == {("best_ever", "worst_ever"), ("best_today", "worst_today")}
+    every = analyze_token_runs([run], tmp_path / "all", n_resamples=0, figures=False, all_framing_pairs=True)
+    assert len(every.tables["framing"]) == 4
 
 
 def test_single_model_skips_agreement_with_a_note(two_runs: list[Path], tmp_path: Path) -> None:
@@ -175,9 +188,7 @@ def test_bad_input_is_one_line_and_exit_code_2(
         runs = [str(write_sweep(tmp_path / "words", "W", [], seed=3, kind="words"))]
     elif case == "missing_columns":
         frame = sweep("M", [" a", " b"], {"best": [1.0, 2.0]}).drop(columns=["token_id"])
-        runs = [
-            str(write_run(tmp_path / "bare", {"kind_of_run": "sweep", "model": "M", "prompts": []}, frame))
-        ]
+        runs = [str(write_run(tmp_path / "bare", {"kind_of_run": "sweep", "model": "M", "prompts": []}, frame))]
     elif case == "unknown_framing":
         extra = ["--framing", "nope=neg"]
     elif case == "bad_framing":
@@ -188,9 +199,7 @@ def test_bad_input_is_one_line_and_exit_code_2(
         extra = ["--resamples", "-1"]
     elif case == "no_shared_text":
         other = sweep("Z", ["x1", "x2", "x3"], {"best": [1.0, 2.0, 3.0]})
-        runs.append(
-            str(write_run(tmp_path / "z", {"kind_of_run": "sweep", "model": "Z", "prompts": []}, other))
-        )
+        runs.append(str(write_run(tmp_path / "z", {"kind_of_run": "sweep", "model": "Z", "prompts": []}, other)))
     elif case == "not_a_run":
         runs = [str(tmp_path)]
     code, _, err = run_main(

@@ -23,12 +23,8 @@ def test_tau_between_framed_rankings_per_model(sweep, texts):
     by_model = result.set_index(["model", "positive_prompt"])
     assert by_model.loc[("ignores", "best"), "kendall_tau"] == pytest.approx(1.0)
     assert by_model.loc[("reverses", "greatest"), "kendall_tau"] == pytest.approx(-1.0)
-    assert by_model.loc[("partly", "best"), "kendall_tau"] == pytest.approx(
-        stats.kendalltau(base, noisy).statistic
-    )
-    assert by_model.loc[("partly", "best"), "spearman_rho"] == pytest.approx(
-        stats.spearmanr(base, noisy).statistic
-    )
+    assert by_model.loc[("partly", "best"), "kendall_tau"] == pytest.approx(stats.kendalltau(base, noisy).statistic)
+    assert by_model.loc[("partly", "best"), "spearman_rho"] == pytest.approx(stats.spearmanr(base, noisy).statistic)
     assert set(result["negative_prompt"]) == {"worst"}
 
 
@@ -68,3 +64,21 @@ def test_unknown_prompt_id_and_bad_framing_are_user_errors(sweep, texts):
     with pytest.raises(UserError, match="pos or neg"):
         framing(frame, {"best": "sideways"})
     assert normalise_framing(" NEG ") == "negative" and normalise_framing("+") == "positive"
+
+
+def test_matched_pairs_differ_in_frame_alone(sweep, texts):
+    rng = np.random.default_rng(3)
+    prompts = ["best_ever", "best_today", "worst_ever", "worst_today", "good_unmatched"]
+    frame = sweep("m", texts(30), {p: rng.normal(size=30) for p in prompts})
+    framings = {"best_ever": "pos", "best_today": "pos", "good_unmatched": "pos", "worst_ever": "neg"}
+    framings["worst_today"] = "neg"
+    match = {"best_ever": "ever", "worst_ever": "ever", "best_today": "today", "worst_today": "today"}
+    result = framing(frame, framings, match=match)
+    pairs = set(zip(result["positive_prompt"], result["negative_prompt"], strict=True))
+    assert pairs == {
+        ("best_ever", "worst_ever"),
+        ("best_today", "worst_today"),
+        ("good_unmatched", "worst_ever"),  # a prompt without a key pairs with every prompt of the other frame
+        ("good_unmatched", "worst_today"),
+    }
+    assert len(framing(frame, framings)) == 3 * 2

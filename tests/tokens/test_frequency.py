@@ -10,13 +10,9 @@ def planted(sweep, n_words: int, zipf_slope: float, sentiment_slope: float, seed
     rng = np.random.default_rng(seed)
     words = [f"w{chr(97 + i % 26)}{chr(97 + i // 26 % 26)}{chr(97 + i // 676)}" for i in range(n_words)]
     zipf = dict(zip(words, rng.uniform(1.0, 7.0, n_words), strict=True))
-    sentiment = dict(
-        zip(words, rng.choice([-5, -4, -3, -2, -1, 1, 2, 3, 4, 5], n_words).astype(float), strict=True)
-    )
+    sentiment = dict(zip(words, rng.choice([-5, -4, -3, -2, -1, 1, 2, 3, 4, 5], n_words).astype(float), strict=True))
     scores = {
-        prompt: [
-            1.0 + zipf_slope * zipf[w] + sentiment_slope * sentiment[w] + rng.normal(scale=0.5) for w in words
-        ]
+        prompt: [1.0 + zipf_slope * zipf[w] + sentiment_slope * sentiment[w] + rng.normal(scale=0.5) for w in words]
         for prompt in ("best", "worst")
     }
     texts = [(" " if i % 2 else "") + (w.capitalize() if i % 3 == 0 else w) for i, w in enumerate(words)]

@@ -66,9 +66,7 @@ def test_planted_low_identity_terms_are_flagged_and_summarised(sweep, texts):
     assert row["n_tokens"] == 2 and row["n_bottom_1pct"] == 1
     others = np.delete(scores, [400, 402])
     test = stats.mannwhitneyu(scores[[400, 402]], others, alternative="two-sided")
-    assert row["mannwhitney_u"] == pytest.approx(test.statistic) and row["p_value"] == pytest.approx(
-        test.pvalue
-    )
+    assert row["mannwhitney_u"] == pytest.approx(test.statistic) and row["p_value"] == pytest.approx(test.pvalue)
     assert row["prob_higher"] == pytest.approx(test.statistic / (2 * len(others)))
     assert row["median_percentile"] == pytest.approx(religion_median)
 

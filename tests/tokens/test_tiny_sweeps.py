@@ -53,9 +53,7 @@ def test_sweeps_of_two_tokenizers_align_and_agree_with_scipy(
     aligned = align_tokens(frame)
     models = sorted(frame["model"].unique())
     for row in agreement.itertuples():
-        pair = aligned[aligned["prompt_id"] == row.prompt_id].pivot(
-            index="text", columns="model", values="score"
-        )
+        pair = aligned[aligned["prompt_id"] == row.prompt_id].pivot(index="text", columns="model", values="score")
         assert row.n_shared == len(pair) > 100
         expected = stats.kendalltau(pair[models[0]], pair[models[1]]).statistic
         assert row.kendall_tau == pytest.approx(expected)

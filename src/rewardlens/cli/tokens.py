@@ -42,6 +42,13 @@ def tokens(
         int, typer.Option("--resamples", help="Bootstrap resamples of the skewness.")
     ] = 1000,
     figures: Annotated[bool, typer.Option("--figures/--no-figures", help="Write PNG figures.")] = True,
+    all_framing_pairs: Annotated[
+        bool,
+        typer.Option(
+            "--all-framing-pairs",
+            help="Pair every positive with every negative prompt, not only those of one scope and phrasing.",
+        ),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary instead of tables.")] = False,
 ) -> None:
     """Optimal/pessimal tokens, score moments, agreement across models, framing, frequency, identity bias."""
@@ -69,6 +76,7 @@ def tokens(
             n_resamples=resamples,
             figures=figures,
             step=step,
+            all_framing_pairs=all_framing_pairs,
         )
     if as_json:
         summary = {

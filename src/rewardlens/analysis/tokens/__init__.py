@@ -18,7 +18,7 @@ from rewardlens.analysis.tokens.api import (
     load_token_runs,
     parse_framings,
 )
-from rewardlens.analysis.tokens.framing import framing, framing_movers
+from rewardlens.analysis.tokens.framing import framing, framing_analysis, framing_movers
 from rewardlens.analysis.tokens.frequency import frequency_bias, word_features
 from rewardlens.analysis.tokens.identity import identity_groups, identity_percentiles, load_identity_terms
 from rewardlens.analysis.tokens.moments import moments
@@ -35,6 +35,7 @@ __all__ = [
     "analyze_tokens",
     "classical_mds",
     "framing",
+    "framing_analysis",
     "framing_movers",
     "frequency_bias",
     "identity_groups",

@@ -7,7 +7,7 @@ on a DataFrame already in memory.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,7 +15,7 @@ import pandas as pd
 
 from rewardlens.analysis.tokens._frame import require_columns, scored_tokens
 from rewardlens.analysis.tokens.agreement import agreement, agreement_mds, alignment_report, mean_tau_matrix
-from rewardlens.analysis.tokens.framing import framing, framing_movers, normalise_framing
+from rewardlens.analysis.tokens.framing import framing_analysis, normalise_framing
 from rewardlens.analysis.tokens.frequency import frequency_bias, word_features
 from rewardlens.analysis.tokens.identity import identity_groups, identity_percentiles
 from rewardlens.analysis.tokens.moments import moments
@@ -31,6 +31,8 @@ class TokenRuns:
 
     frame: pd.DataFrame
     framings: dict[str, str] = field(default_factory=dict)
+    # (scope, phrasing) of prompts whose run.json gives both: framing pairs prompts that differ only in frame.
+    framing_match: dict[str, tuple[str, str]] = field(default_factory=dict)
 
 
 @dataclass
@@ -52,6 +54,7 @@ def load_token_runs(run_dirs: Sequence[str | os.PathLike[str]]) -> TokenRuns:
         raise UserError("no runs given")
     frames: list[pd.DataFrame] = []
     framings: dict[str, str] = {}
+    framing_match: dict[str, tuple[str, str]] = {}
     for run_dir in run_dirs:
         manifest = read_manifest(run_dir)
         kind = manifest.get("kind_of_run")
@@ -66,8 +69,12 @@ def load_token_runs(run_dirs: Sequence[str | os.PathLike[str]]) -> TokenRuns:
         # The prompt text and raw token string repeat on every row and no analysis reads them.
         frames.append(frame.drop(columns=[c for c in ("prompt", "token") if c in frame.columns]))
         for prompt in manifest.get("prompts") or []:
-            if isinstance(prompt, dict) and prompt.get("framing") and prompt.get("id") is not None:
+            if not isinstance(prompt, dict) or prompt.get("id") is None:
+                continue
+            if prompt.get("framing"):
                 framings[str(prompt["id"])] = normalise_framing(str(prompt["framing"]))
+            if prompt.get("scope") and prompt.get("phrasing"):
+                framing_match[str(prompt["id"])] = (str(prompt["scope"]), str(prompt["phrasing"]))
     combined = pd.concat(frames, ignore_index=True)
     combined["model"] = combined["model"].astype(str)
     combined["prompt_id"] = combined["prompt_id"].astype(str)
@@ -78,7 +85,7 @@ def load_token_runs(run_dirs: Sequence[str | os.PathLike[str]]) -> TokenRuns:
             f"runs overlap: model {first['model']} scored token {first['token_id']} under prompt "
             f"{first['prompt_id']} more than once"
         )
-    return TokenRuns(combined, framings)
+    return TokenRuns(combined, framings, framing_match)
 
 
 def parse_framings(specs: Sequence[str]) -> dict[str, str]:
@@ -108,6 +115,7 @@ def analyze_tokens(
     n_resamples: int = 1000,
     figures: bool = True,
     step: Callable[[str], None] | None = None,
+    framing_match: Mapping[str, Hashable] | None = None,
 ) -> TokenReport:
     """Run every token analysis on `frame` and write its CSV (and figure) into `out_dir`.
 
@@ -149,8 +157,9 @@ def analyze_tokens(
 
     announce("framing")
     if {"positive", "negative"} <= set(framings.values()):
-        _write(report, "framing.csv", framing(frame, framings))
-        _write(report, "framing_movers.csv", framing_movers(frame, framings))
+        summary, movers = framing_analysis(frame, framings, match=framing_match)
+        _write(report, "framing.csv", summary)
+        _write(report, "framing_movers.csv", movers)
     else:
         report.notes.append("framing skipped: no prompt is framed both positive and negative (use --framing)")
 
@@ -222,8 +231,14 @@ def analyze_token_runs(
     n_resamples: int = 1000,
     figures: bool = True,
     step: Callable[[str], None] | None = None,
+    all_framing_pairs: bool = False,
 ) -> TokenReport:
-    """Load sweep runs and run every token analysis; `framing_overrides` take precedence over run.json."""
+    """Load sweep runs and run every token analysis; `framing_overrides` take precedence over run.json.
+
+    Positive and negative prompts whose run.json gives a scope and a phrasing are paired only with prompts of
+    the same scope and phrasing (value54: "best thing ever" with "worst thing ever"), unless
+    `all_framing_pairs`.
+    """
     runs = load_token_runs(run_dirs)
     overrides = dict(framing_overrides or {})
     unknown = sorted(set(overrides) - set(runs.frame["prompt_id"]))
@@ -240,4 +255,5 @@ def analyze_token_runs(
         n_resamples=n_resamples,
         figures=figures,
         step=step,
+        framing_match=None if all_framing_pairs else runs.framing_match,
     )

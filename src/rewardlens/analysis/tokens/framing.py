@@ -8,7 +8,7 @@ ranking is reversed), and the tokens whose rank moves most show what the model r
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Hashable, Iterator, Mapping
 
 import numpy as np
 import pandas as pd
@@ -57,24 +57,34 @@ def normalise_framing(value: str) -> str:
 
 
 def _framed_pairs(
-    frame: pd.DataFrame, framings: Mapping[str, str], include_special: bool
+    frame: pd.DataFrame,
+    framings: Mapping[str, str],
+    include_special: bool,
+    match: Mapping[str, Hashable] | None,
 ) -> Iterator[tuple[str, str, str, pd.DataFrame]]:
-    """(model, positive prompt, negative prompt, tokens scored under both with their ranks) for each pair."""
+    """(model, positive prompt, negative prompt, tokens scored under both with their ranks) for each pair.
+
+    With `match`, a positive and a negative prompt are paired only when their keys are equal (prompts without
+    a key pair with every prompt of the other frame).
+    """
     require_columns(frame, ["model", "prompt_id", "token_id", "response", "score"], "framing")
     known = set(frame["prompt_id"].astype(str))
     unknown = sorted(set(framings) - known)
     if unknown:
         raise UserError(f"framing given for prompt id(s) no run has: {', '.join(unknown)}")
     framed = {prompt: normalise_framing(value) for prompt, value in framings.items()}
-    positives = sorted(p for p, f in framed.items() if f == "positive")
-    negatives = sorted(p for p, f in framed.items() if f == "negative")
+    keys = dict(match or {})
+    pairs = [
+        (positive, negative)
+        for positive in sorted(p for p, f in framed.items() if f == "positive")
+        for negative in sorted(p for p, f in framed.items() if f == "negative")
+        if positive not in keys or negative not in keys or keys[positive] == keys[negative]
+    ]
     rows = scored_tokens(frame, include_special)
     for model, model_rows in rows.groupby("model", sort=True, observed=True):
         by_prompt = {str(prompt): group for prompt, group in model_rows.groupby("prompt_id", observed=True)}
-        for positive in positives:
-            for negative in negatives:
-                if positive not in by_prompt or negative not in by_prompt:
-                    continue
+        for positive, negative in pairs:
+            if positive in by_prompt and negative in by_prompt:
                 yield str(model), positive, negative, _paired_ranks(by_prompt[positive], by_prompt[negative])
 
 
@@ -97,53 +107,72 @@ def _movers(paired: pd.DataFrame, n_movers: int) -> tuple[pd.DataFrame, pd.DataF
     return falling, rising
 
 
-def framing(
-    frame: pd.DataFrame, framings: Mapping[str, str], n_movers: int = 10, include_special: bool = False
-) -> pd.DataFrame:
-    """Per model and (positive, negative) prompt pair: Kendall's tau-b and Spearman's rho between the two
-    rankings, and the texts that fall (`top_falling`) and rise (`top_rising`) most under the negative frame,
-    joined with ' | '."""
+def _correlations(paired: pd.DataFrame) -> tuple[float, float]:
+    if len(paired) < 2:
+        return float("nan"), float("nan")
+    positive, negative = paired["score_positive"], paired["score_negative"]
+    return (
+        float(stats.kendalltau(positive, negative).statistic),
+        float(stats.spearmanr(positive, negative).statistic),
+    )
+
+
+def framing_analysis(
+    frame: pd.DataFrame,
+    framings: Mapping[str, str],
+    n_movers: int = 10,
+    include_special: bool = False,
+    match: Mapping[str, Hashable] | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """`framing` and `framing_movers` in one pass over the prompt pairs: (summary, movers)."""
     records: list[dict[str, object]] = []
-    for model, positive, negative, paired in _framed_pairs(frame, framings, include_special):
+    pieces: list[pd.DataFrame] = []
+    for model, positive, negative, paired in _framed_pairs(frame, framings, include_special, match):
         falling, rising = _movers(paired, n_movers)
-        enough = len(paired) > 1
+        tau, rho = _correlations(paired)
         records.append(
             {
                 "model": model,
                 "positive_prompt": positive,
                 "negative_prompt": negative,
                 "n": len(paired),
-                "kendall_tau": float(
-                    stats.kendalltau(paired["score_positive"], paired["score_negative"]).statistic
-                )
-                if enough
-                else float("nan"),
-                "spearman_rho": float(
-                    stats.spearmanr(paired["score_positive"], paired["score_negative"]).statistic
-                )
-                if enough
-                else float("nan"),
+                "kendall_tau": tau,
+                "spearman_rho": rho,
                 "top_falling": " | ".join(map(repr, falling["text"])),
                 "top_rising": " | ".join(map(repr, rising["text"])),
             }
         )
-    return pd.DataFrame.from_records(records, columns=FRAMING_COLUMNS)
+        for direction, movers in (("falling", falling), ("rising", rising)):
+            labelled = movers.assign(
+                model=model, positive_prompt=positive, negative_prompt=negative, direction=direction
+            )
+            pieces.append(labelled[MOVER_COLUMNS])
+    summary = pd.DataFrame.from_records(records, columns=FRAMING_COLUMNS)
+    movers_table = pd.concat(pieces, ignore_index=True) if pieces else pd.DataFrame(columns=MOVER_COLUMNS)
+    return summary, movers_table
+
+
+def framing(
+    frame: pd.DataFrame,
+    framings: Mapping[str, str],
+    n_movers: int = 10,
+    include_special: bool = False,
+    match: Mapping[str, Hashable] | None = None,
+) -> pd.DataFrame:
+    """Per model and (positive, negative) prompt pair: Kendall's tau-b and Spearman's rho between the two
+    rankings, and the texts that fall (`top_falling`) and rise (`top_rising`) most under the negative frame,
+    joined with ' | '. `match` (prompt id -> key) pairs only prompts with equal keys, e.g. the same scope
+    and phrasing, so that a pair differs in its frame alone."""
+    return framing_analysis(frame, framings, n_movers, include_special, match)[0]
 
 
 def framing_movers(
-    frame: pd.DataFrame, framings: Mapping[str, str], n_movers: int = 10, include_special: bool = False
+    frame: pd.DataFrame,
+    framings: Mapping[str, str],
+    n_movers: int = 10,
+    include_special: bool = False,
+    match: Mapping[str, Hashable] | None = None,
 ) -> pd.DataFrame:
     """The tokens behind `framing`'s top_falling/top_rising, one row each with both ranks and the shift
     (rank under the negative prompt minus rank under the positive prompt; positive = falls)."""
-    pieces: list[pd.DataFrame] = []
-    for model, positive, negative, paired in _framed_pairs(frame, framings, include_special):
-        falling, rising = _movers(paired, n_movers)
-        for direction, movers in (("falling", falling), ("rising", rising)):
-            pieces.append(
-                movers.assign(
-                    model=model, positive_prompt=positive, negative_prompt=negative, direction=direction
-                )[MOVER_COLUMNS]
-            )
-    if not pieces:
-        return pd.DataFrame(columns=MOVER_COLUMNS)
-    return pd.concat(pieces, ignore_index=True)
+    return framing_analysis(frame, framings, n_movers, include_special, match)[1]
