@@ -109,9 +109,7 @@ def check_prompts(prompts: Sequence[Prompt]) -> list[Prompt]:
     return list(prompts)
 
 
-def refuse_other_run_early(
-    out_dir: str | os.PathLike[str], identity: dict[str, Any], overwrite: bool
-) -> None:
+def refuse_other_run_early(out_dir: str | os.PathLike[str], identity: dict[str, Any], overwrite: bool) -> None:
     """Refuse a DIR holding another run before spending time on loading the model."""
     manifest_path = Path(out_dir) / "run.json"
     if overwrite or not manifest_path.is_file():
@@ -121,9 +119,7 @@ def refuse_other_run_early(
         raise UserError(f"{out_dir} holds another run ({difference}); pass --overwrite to replace it")
 
 
-def early_identity(
-    model_spec: str, prompts: Sequence[Prompt], tokens: str, include_special: bool
-) -> dict[str, Any]:
+def early_identity(model_spec: str, prompts: Sequence[Prompt], tokens: str, include_special: bool) -> dict[str, Any]:
     return {
         "kind_of_run": "sweep",
         "model_spec": model_spec,
@@ -206,12 +202,12 @@ def prepare_sweep(
     )
 
 
-def _shard_frame(plan: SweepPlan, shard: Shard, scores: np.ndarray) -> pd.DataFrame:
-    block = plan.candidates.iloc[shard.rows]
+def shard_frame(model_name: str, shard: Shard, block: pd.DataFrame, scores: np.ndarray) -> pd.DataFrame:
+    """The rows of one shard: its block of the candidate table with the scores (any process may build it)."""
     n = len(block)
     return pd.DataFrame(
         {
-            "model": np.full(n, plan.scorer.name, dtype=object),
+            "model": np.full(n, model_name, dtype=object),
             "prompt_id": np.full(n, shard.prompt.id, dtype=object),
             "prompt": np.full(n, shard.prompt.text, dtype=object),
             "token_id": block["token_id"].to_numpy(),
@@ -229,34 +225,55 @@ def _uses_first_token_logprobs(scorer: Any) -> bool:
     return scorer.kind == "lm" and not getattr(scorer, "include_end", False)
 
 
+def score_shard(
+    scorer: Any,
+    shard: Shard,
+    ids: np.ndarray,
+    *,
+    engine: str = "cached",
+    batch_size: int | None = None,
+    progress: Progress = None,
+    logprobs: dict[int, np.ndarray] | None = None,
+) -> np.ndarray:
+    """The scores of one shard's candidate `ids` with a loaded scorer (a single process or a Ray worker).
+
+    `logprobs` caches a language model's whole-vocabulary log-probabilities by prompt index: one forward
+    pass per prompt gives every candidate's score, so shards of the same prompt share it.
+    """
+    if _uses_first_token_logprobs(scorer):
+        cache = logprobs if logprobs is not None else {}
+        if shard.prompt_index not in cache:
+            cache.clear()  # shards of a prompt come together; keep one vocabulary-sized vector
+            cache[shard.prompt_index] = scorer.first_token_logprobs(shard.prompt.text)
+        vector = cache[shard.prompt_index]
+        if int(ids.max()) >= len(vector):
+            raise UserError(f"token id {int(ids.max())} is outside the model's {len(vector)} output logits")
+        if progress:
+            progress(len(ids))
+        return np.asarray(vector[ids])
+    return np.asarray(
+        scorer.score_token_ids(shard.prompt.text, ids.tolist(), engine=engine, batch_size=batch_size, progress=progress)
+    )
+
+
 def execute_sweep(plan: SweepPlan, progress: Progress = None) -> SweepSummary:
     """Score and write every shard still to do; finish the run (end time, rows, complete)."""
     started = time.perf_counter()
     written = 0
-    logprobs: tuple[int, np.ndarray] | None = None  # (prompt index, whole-vocabulary log-probs)
+    logprobs: dict[int, np.ndarray] = {}
     for shard in plan.todo:
         ids = plan.candidates["token_id"].to_numpy()[shard.rows]
-        if _uses_first_token_logprobs(plan.scorer):
-            # One forward pass per prompt gives every candidate's score; shards of a prompt are consecutive.
-            if logprobs is None or logprobs[0] != shard.prompt_index:
-                logprobs = (shard.prompt_index, plan.scorer.first_token_logprobs(shard.prompt.text))
-            vector = logprobs[1]
-            if int(ids.max()) >= len(vector):
-                raise UserError(
-                    f"token id {int(ids.max())} is outside the model's {len(vector)} output logits"
-                )
-            scores = vector[ids]
-            if progress:
-                progress(len(ids))
-        else:
-            scores = plan.scorer.score_token_ids(
-                shard.prompt.text,
-                ids.tolist(),
-                engine=plan.engine,
-                batch_size=plan.batch_size,
-                progress=progress,
-            )
-        plan.store.write_shard(shard.name, _shard_frame(plan, shard, scores))
+        scores = score_shard(
+            plan.scorer,
+            shard,
+            ids,
+            engine=plan.engine,
+            batch_size=plan.batch_size,
+            progress=progress,
+            logprobs=logprobs,
+        )
+        block = plan.candidates.iloc[shard.rows]
+        plan.store.write_shard(shard.name, shard_frame(plan.scorer.name, shard, block, scores))
         written += len(ids)
     seconds = time.perf_counter() - started
     manifest = plan.store.finish()

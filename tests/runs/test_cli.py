@@ -167,3 +167,17 @@ def test_bad_input_is_one_line_and_exit_code_2(
     code, _, err = cli(args, capsys)
     assert code == 2 and err.startswith("error: ") and err.count("\n") == 1, err
     assert message in err
+
+
+def test_bench_sweep_prints_one_json_line(
+    tiny_model_dir: Callable[..., Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = tiny_model_dir("qwen2", "lm")  # a causal LM: the bench puts a seeded score head on it
+    args = ["bench", "sweep", "-m", str(model), "--candidates", "50", "--batch-size", "8", "--device", "cpu"]
+    code, out, err = cli(args, capsys)
+    assert code == 0, err
+    (line,) = out.splitlines()
+    result = json.loads(line)
+    assert result["candidates"] == 50 and result["head"] == "random"
+    assert result["overhead_ratio"] == pytest.approx(result["sweep_s"] / result["engine_s"], rel=1e-2)
+    assert 0 <= result["sweep_own_s"] <= result["sweep_s"]

@@ -44,9 +44,7 @@ def test_write_run_round_trips_and_pandas_reads_the_shards(tmp_path: Path) -> No
     write_run(tmp_path / "run", _manifest(), frame, shard_rows=3)
     loaded = load_run(tmp_path / "run")
     assert loaded["token_id"].dtype == np.int64 and loaded["score"].dtype == np.float64
-    pd.testing.assert_frame_equal(
-        loaded, frame.astype({"token_id": "int64", "score": "float64"}), check_dtype=False
-    )
+    pd.testing.assert_frame_equal(loaded, frame.astype({"token_id": "int64", "score": "float64"}), check_dtype=False)
     assert len(pd.read_parquet(tmp_path / "run" / "shards")) == 10
     manifest = read_manifest(tmp_path / "run")
     assert manifest["rows"] == manifest["rows_expected"] == 10 and manifest["complete"] is True
@@ -115,9 +113,7 @@ def test_temporaries_of_dead_processes_are_removed_and_ignored(tmp_path: Path) -
 
     store = RunStore(tmp_path, _manifest())
     store.write_shard("p0", _frame("a", range(3)))
-    dead = subprocess.run(
-        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
-    )
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     stale = tmp_path / "shards" / f".p1.parquet.tmp-{socket.gethostname()}-{dead.stdout.strip()}-abc"
     stale.write_bytes(b"half a parquet file")
     assert len(load_run(tmp_path)) == 3  # ignored while it is there

@@ -115,9 +115,7 @@ def export_run(directory: str | os.PathLike[str], path: str | os.PathLike[str], 
     connection = connect(directory)
     try:
         options = "FORMAT csv, HEADER true" if format == "csv" else "FORMAT parquet"
-        connection.execute(
-            f"COPY (SELECT * EXCLUDE (run) FROM scores) TO {_sql_literal(str(target))} ({options})"
-        )
+        connection.execute(f"COPY (SELECT * EXCLUDE (run) FROM scores) TO {_sql_literal(str(target))} ({options})")
         return int(connection.execute("SELECT count(*) FROM scores").fetchone()[0])  # type: ignore[index]
     except duckdb.IOException as err:
         raise UserError(f"cannot write {target}: {str(err).splitlines()[0]}") from err

@@ -195,9 +195,7 @@ def identity_difference(old: Mapping[str, Any], new: Mapping[str, Any], keys: It
         if _canonical(old.get(key)) != _canonical(new.get(key)):
             if key == "prompts":
                 return "another prompt set"
-            return (
-                f"another {key.replace('_', ' ')} ({_describe(old.get(key))}, not {_describe(new.get(key))})"
-            )
+            return f"another {key.replace('_', ' ')} ({_describe(old.get(key))}, not {_describe(new.get(key))})"
     return None
 
 
@@ -206,9 +204,7 @@ def _refuse_or_clear(directory: Path, new: Mapping[str, Any], keys: Iterable[str
     manifest_exists = _manifest_path(directory).exists()
     if not manifest_exists:
         if shard_files(directory) and not overwrite:
-            raise UserError(
-                f"{directory} holds shards without a {MANIFEST_NAME}; pass --overwrite to replace them"
-            )
+            raise UserError(f"{directory} holds shards without a {MANIFEST_NAME}; pass --overwrite to replace them")
         if overwrite:
             _clear_run(directory)
         return False
@@ -288,9 +284,7 @@ class RunStore:
         """Record end time and row count; complete when the rows match `rows_expected` (if given)."""
         rows = self.rows_done()
         expected = self.manifest.get("rows_expected")
-        self.manifest.update(
-            finished_at=now_iso(), rows=rows, complete=expected is None or int(expected) == rows
-        )
+        self.manifest.update(finished_at=now_iso(), rows=rows, complete=expected is None or int(expected) == rows)
         _write_manifest(self.directory, self.manifest)
         return self.manifest
 
