@@ -14,6 +14,12 @@ from typing import Any
 from rewardlens.errors import UserError
 
 PLAIN_TEMPLATE = "User: {prompt}\nAssistant: {response}"
+# `plain-nospace`: the same conversation text, but the prefix ends at "Assistant:" and the separating space
+# belongs to the response. Byte-level BPE and SentencePiece read " love" as one token, so a prefix ending in
+# a bare space token is a tokenization artefact for first-token log-probabilities (a base model rarely saw a
+# lone space followed by a word token); with this prefix the text responses' ids start exactly after it.
+PLAIN_NOSPACE_PREFIX = "User: {prompt}\nAssistant:"
+PLAIN_SOURCES = ("plain", "plain-nospace")
 # A response that no chat template alters, used to find where the response sits in the render.
 _SENTINEL = "RWLSENTINEL7Q"
 
@@ -53,7 +59,7 @@ class ConversationTemplate:
     prefix_bos: list[int] = field(default_factory=list, repr=False)
 
     def __post_init__(self) -> None:
-        if self.source == "plain":
+        if self.source in PLAIN_SOURCES:
             self.prefix_bos = _bos_for(self.tokenizer)
             _, suffix_text = PLAIN_TEMPLATE.format(prompt="", response=_SENTINEL).split(_SENTINEL)
         else:
@@ -83,7 +89,7 @@ class ConversationTemplate:
 
     def render(self, prompt: str, response: str) -> str:
         """The full conversation as text."""
-        if self.source == "plain":
+        if self.source in PLAIN_SOURCES:
             return PLAIN_TEMPLATE.format(prompt=prompt, response=response)
         return self._render_chat(prompt, response)
 
@@ -93,8 +99,9 @@ class ConversationTemplate:
         cached = self._prefix_cache.get(prompt)
         if cached is not None:
             return list(cached)
-        if self.source == "plain":
-            before = PLAIN_TEMPLATE.split("{response}")[0].format(prompt=prompt)
+        if self.source in PLAIN_SOURCES:
+            nospace = self.source == "plain-nospace"
+            before = (PLAIN_NOSPACE_PREFIX if nospace else PLAIN_TEMPLATE.split("{response}")[0]).format(prompt=prompt)
             ids = self.prefix_bos + _tokenize(self.tokenizer, before)
         else:
             before, _ = self._split_render(prompt)
@@ -114,18 +121,21 @@ class ConversationTemplate:
 
     def describe(self) -> dict[str, Any]:
         """What run.json records about the template."""
-        text = PLAIN_TEMPLATE if self.source == "plain" else (self.jinja or self.tokenizer.chat_template)
-        return {"source": self.source, "template": text, "suffix_ids": self.suffix_ids}
+        text = PLAIN_TEMPLATE if self.source in PLAIN_SOURCES else (self.jinja or self.tokenizer.chat_template)
+        described = {"source": self.source, "template": text, "suffix_ids": self.suffix_ids}
+        if self.source == "plain-nospace":
+            described["prefix"] = PLAIN_NOSPACE_PREFIX
+        return described
 
 
 def make_template(tokenizer: Any, template: str | None) -> ConversationTemplate:
-    """`template`: None or `chat` (the tokenizer's own), `plain`, or a `.jinja` file path."""
+    """`template`: None or `chat` (the tokenizer's own), `plain`, `plain-nospace`, or a `.jinja` file path."""
     if template in (None, "chat"):
         if not getattr(tokenizer, "chat_template", None):
             raise UserError("this model has no chat template; pass --template plain or --template FILE.jinja")
         return ConversationTemplate(tokenizer, source="chat")
-    if template == "plain":
-        return ConversationTemplate(tokenizer, source="plain")
+    if template in PLAIN_SOURCES:
+        return ConversationTemplate(tokenizer, source=str(template))
     path = Path(template)
     if not path.is_file():
         raise UserError(f"template '{template}' is neither chat, plain nor a readable Jinja file")

@@ -1,0 +1,547 @@
+"""Implicit reward models: what instruction tuning added, from policy and reference log-probabilities.
+
+The DPO implicit reward of a response y to a prompt x is `beta * (log p_policy(y|x) - log p_reference(y|x))`
+(`log-ratio`); the mean-weighted log-ratio `mwlr` weighs the same difference by the mean probability
+`0.5 * (p_policy + p_reference)`, so that responses neither model would give count little. Here `beta`
+multiplies both measures (1 = the formulas as written).
+
+Responses are either the whole vocabulary (`vocab`: log p(first response token) from one forward pass per
+prompt and model) or the words of a lexicon (`lexicon`: the summed log-probability of each word's tokens by
+teacher forcing, the cached engine reusing the prompt's KV). The policy (an instruction-tuned model) reads
+its chat template with the generation prompt; the reference (a base model) reads `plain-nospace` by default:
+`User: {prompt}\\nAssistant:` as the prefix, the response after one space — the same text as the `plain`
+template, but the space belongs to the response's first token, as in running text (see
+`rewardlens.models.templates`). Both templates are recorded in `run.json`.
+
+Vocabularies: with the same tokenizer the two log-probability vectors are aligned by id. Across tokenizers
+they are aligned on decoded text (`rewardlens.analysis.alignment`: by default surrounding whitespace
+stripped, the highest log-probability kept for a text with several ids, per prompt and side), and the
+counts of entries dropped on each side go into `run.json`.
+
+The output is an ordinary run (one Parquet shard per prompt, resumable): `score` is the implicit reward,
+with `logp_policy`, `logp_reference` and the usual sweep or word columns.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from rewardlens.analysis.alignment import TEXT_RULES, TextAlignment, align_vocabularies, describe_rule
+from rewardlens.errors import UserError
+from rewardlens.lexicons import Lexicon, load_lexicon
+from rewardlens.prompts import Prompt
+
+Progress = Callable[[int], None] | None
+
+MEASURES = ("log-ratio", "mwlr")
+ALIGN_MODES = ("auto", "id", "text")
+DEFAULT_POLICY_TEMPLATE = "chat"
+DEFAULT_REFERENCE_TEMPLATE = "plain-nospace"
+_NAMED_TEMPLATES = ("chat", "plain", "plain-nospace")
+
+# What makes two implicit runs "the same run"; all known before a model is loaded.
+IDENTITY_KEYS = (
+    "kind_of_run",
+    "model_spec",
+    "prompts",
+    "responses",
+    "lexicon",
+    "words_sha1",
+    "measure",
+    "beta",
+    "template_options",
+    "align",
+    "text_rule",
+    "include_special",
+    "model_options",
+)
+
+
+# -- the measures ------------------------------------------------------------------------------------------
+def implicit_reward(
+    logp_policy: np.ndarray, logp_reference: np.ndarray, measure: str = "log-ratio", beta: float = 1.0
+) -> np.ndarray:
+    """The implicit reward of each response from its policy and reference log-probabilities."""
+    check_measure(measure, beta)
+    policy = np.asarray(logp_policy, dtype=np.float64)
+    reference = np.asarray(logp_reference, dtype=np.float64)
+    ratio = beta * (policy - reference)
+    if measure == "log-ratio":
+        return ratio
+    return 0.5 * (np.exp(policy) + np.exp(reference)) * ratio
+
+
+def check_measure(measure: str, beta: float) -> None:
+    if measure not in MEASURES:
+        raise UserError(f"unknown measure '{measure}' (use {', '.join(MEASURES)})")
+    if not math.isfinite(beta) or beta <= 0:
+        raise UserError(f"--beta must be a positive number, got {beta}")
+
+
+def score_definition(measure: str, beta: float, responses: str) -> str:
+    what = "first response token" if responses == "vocab" else "word (summed over its tokens)"
+    ratio = f"{beta:g} * (log p_policy(y|x) - log p_reference(y|x))"
+    if measure == "log-ratio":
+        return f"{ratio}, y = {what}"
+    return f"0.5 * (p_policy(y|x) + p_reference(y|x)) * {ratio}, y = {what}"
+
+
+# -- models --------------------------------------------------------------------------------------------------
+def _check_template_option(template: str, role: str) -> None:
+    if template not in _NAMED_TEMPLATES and not Path(template).is_file():
+        raise UserError(
+            f"--{role}-template '{template}' is neither chat, plain, plain-nospace nor a readable Jinja file"
+        )
+
+
+def require_language_model(scorer: Any, role: str) -> None:
+    if getattr(scorer, "kind", None) != "lm":
+        raise UserError(
+            f"the {role} model '{scorer.name}' is a reward model (a score head), not a causal language model; "
+            "implicit rewards need two language models"
+        )
+
+
+def load_language_model(spec: str, role: str, template: str, **model_options: Any) -> Any:
+    """A log-probability scorer for the policy or the reference; one-line errors name the role's option."""
+    from rewardlens.models.loading import load_model
+    from rewardlens.models.templates import make_template
+    from rewardlens.scorers import ModelScorer
+
+    _check_template_option(template, role)
+    loaded = load_model(spec, **model_options)
+    if loaded.kind != "lm":
+        raise UserError(
+            f"the {role} model '{spec}' is a reward model (a score head), not a causal language model; "
+            "implicit rewards need two language models"
+        )
+    if template == "chat" and not getattr(loaded.tokenizer, "chat_template", None):
+        raise UserError(
+            f"the {role} model '{spec}' has no chat template; pass --{role}-template plain-nospace, plain or FILE"
+        )
+    return ModelScorer(loaded, make_template(loaded.tokenizer, template))
+
+
+def _spec_of(scorer: Any) -> str:
+    return str(scorer.describe().get("spec") or scorer.name)
+
+
+def _n_logits(scorer: Any) -> int:
+    """The number of next-token logits the model outputs (may differ from the tokenizer's length)."""
+    head = scorer.model.get_output_embeddings()
+    weight = getattr(head, "weight", None)
+    if weight is not None:
+        return int(weight.shape[0])
+    config = getattr(scorer.model.config, "text_config", None) or scorer.model.config
+    return int(config.vocab_size)
+
+
+def same_vocabulary(policy: Any, reference: Any) -> bool:
+    """Whether both tokenizers map every token string to the same id (then ids align directly)."""
+    return bool(policy.tokenizer.get_vocab() == reference.tokenizer.get_vocab())
+
+
+# -- vocabulary pairing --------------------------------------------------------------------------------------
+@dataclass
+class VocabularyPairing:
+    """Which policy id meets which reference id: fixed pairs (same tokenizer) or a text alignment."""
+
+    by: str  # "id" or "text"
+    policy_table: pd.DataFrame  # candidate metadata of the policy vocabulary (select_tokens), indexed by id
+    reference_table: pd.DataFrame
+    alignment: TextAlignment | None = None
+    counts: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_rows(self) -> int:
+        if self.alignment is not None:
+            return len(self.alignment.texts)
+        return len(self.policy_table)
+
+    def describe(self) -> dict[str, Any]:
+        if self.alignment is not None:
+            return {**self.alignment.describe(("policy", "reference")), **self.counts}
+        return {
+            "by": "id",
+            "rule": "same tokenizer: policy and reference log-probabilities of the same token id",
+            "n_ids": len(self.policy_table),
+            **self.counts,
+        }
+
+    def frame(self, logp_policy: np.ndarray, logp_reference: np.ndarray) -> pd.DataFrame:
+        """Per aligned entry: ids, tokens, response text and both log-probabilities (sweep columns)."""
+        if self.alignment is None:
+            ids = self.policy_table.index.to_numpy()
+            table = self.policy_table
+            return pd.DataFrame(
+                {
+                    "token_id": ids,
+                    "token": table["token"].to_numpy(),
+                    "response": table["response"].to_numpy(),
+                    "reference_token_id": ids,
+                    "reference_token": table["token"].to_numpy(),
+                    "is_special": table["is_special"].to_numpy(),
+                    "leading_space": table["leading_space"].to_numpy(),
+                    "is_word": table["is_word"].to_numpy(),
+                    "logp_policy": np.asarray(logp_policy, dtype=np.float64)[ids],
+                    "logp_reference": np.asarray(logp_reference, dtype=np.float64)[ids],
+                }
+            )
+        policy_side, reference_side = self.alignment.sides
+        policy_values, policy_ids = policy_side.pick(logp_policy)
+        reference_values, reference_ids = reference_side.pick(logp_reference)
+        policy_rows = self.policy_table.loc[policy_ids]
+        texts = self.alignment.texts
+        return pd.DataFrame(
+            {
+                "token_id": policy_ids,
+                "token": policy_rows["token"].to_numpy(),
+                "response": texts,
+                "reference_token_id": reference_ids,
+                "reference_token": self.reference_table.loc[reference_ids, "token"].to_numpy(),
+                "is_special": policy_rows["is_special"].to_numpy(),
+                # Describes the aligned text (the response column), as a sweep's flag describes its response.
+                "leading_space": np.fromiter((t.startswith(" ") for t in texts), bool, len(texts)),
+                "is_word": policy_rows["is_word"].to_numpy(),
+                "logp_policy": policy_values,
+                "logp_reference": reference_values,
+            }
+        )
+
+
+def _candidates(scorer: Any, include_special: bool) -> tuple[pd.DataFrame, int]:
+    """The scorer's candidate tokens with an id its logits cover, indexed by id; and how many lay outside."""
+    from rewardlens.models.vocabulary import select_tokens
+
+    table = select_tokens(scorer.tokenizer, "all", include_special)
+    inside = table["token_id"].to_numpy() < _n_logits(scorer)
+    return table[inside].set_index("token_id", drop=False), int((~inside).sum())
+
+
+def pair_vocabularies(
+    policy: Any, reference: Any, align: str = "auto", text_rule: str = "stripped", include_special: bool = False
+) -> VocabularyPairing:
+    """Align the two vocabularies: by id when the tokenizers are the same (or `align="id"`), else on text."""
+    if align not in ALIGN_MODES:
+        raise UserError(f"unknown alignment '{align}' (use {', '.join(ALIGN_MODES)})")
+    if text_rule not in TEXT_RULES:
+        raise UserError(f"unknown text rule '{text_rule}' (use {', '.join(TEXT_RULES)})")
+    same = same_vocabulary(policy, reference)
+    if align == "id" and not same:
+        raise UserError("--align id needs the same tokenizer; the policy and reference vocabularies differ")
+    policy_table, policy_outside = _candidates(policy, include_special)
+    if align == "id" or (align == "auto" and same):
+        reference_limit = _n_logits(reference)
+        inside = policy_table.index.to_numpy() < reference_limit
+        outside = {"n_ids_outside_logits": policy_outside + int((~inside).sum())}
+        return VocabularyPairing("id", policy_table[inside], policy_table[inside], counts=outside)
+    reference_table, reference_outside = _candidates(reference, include_special)
+    alignment = align_vocabularies(
+        (policy_table.index.to_numpy(), policy_table["response"].tolist()),
+        (reference_table.index.to_numpy(), reference_table["response"].tolist()),
+        text_rule=text_rule,  # type: ignore[arg-type]
+        duplicates="max",
+    )
+    if not len(alignment.texts):
+        raise UserError(
+            f"the policy and reference vocabularies share no decoded text ({describe_rule(text_rule, 'max')})"
+        )
+    counts = {"n_ids_outside_logits": {"policy": policy_outside, "reference": reference_outside}}
+    return VocabularyPairing("text", policy_table, reference_table, alignment, counts)
+
+
+# -- one prompt ----------------------------------------------------------------------------------------------
+def vocabulary_logprobs(
+    policy: Any, reference: Any, pairing: VocabularyPairing, prompt: str
+) -> pd.DataFrame:
+    """Both models' first-token log-probabilities over the paired vocabulary (one forward pass each)."""
+    return pairing.frame(policy.first_token_logprobs(prompt), reference.first_token_logprobs(prompt))
+
+
+def word_logprobs(
+    policy: Any,
+    reference: Any,
+    prompt: str,
+    words: Sequence[str],
+    engine: str = "cached",
+    batch_size: int | None = None,
+) -> pd.DataFrame:
+    """Both models' log-probability of each word as the whole response (teacher forcing, summed over tokens)."""
+    from rewardlens.words import score_words
+
+    return pd.DataFrame(
+        {
+            "response": list(words),
+            "logp_policy": score_words(policy, prompt, words, engine=engine, batch_size=batch_size),
+            "logp_reference": score_words(reference, prompt, words, engine=engine, batch_size=batch_size),
+        }
+    )
+
+
+# -- runs ------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ImplicitSummary:
+    directory: Path
+    rows: int
+    rows_expected: int
+    rows_written: int
+    seconds: float
+    complete: bool
+    alignment: dict[str, Any]
+
+    def line(self) -> str:
+        state = "complete" if self.complete else "incomplete"
+        return (
+            f"{self.rows:,} / {self.rows_expected:,} rows ({state}) in {self.directory}; "
+            f"{self.rows_written:,} implicit rewards in {self.seconds:.1f} s"
+        )
+
+    def alignment_line(self) -> str:
+        """How the two vocabularies were aligned and what each side dropped."""
+        if self.alignment.get("by") != "text":
+            return str(self.alignment.get("rule", ""))
+        policy, reference = self.alignment["policy"], self.alignment["reference"]
+        return (
+            f"{self.alignment['n_shared_texts']:,} shared texts ({self.alignment['rule']}); "
+            f"policy dropped {policy['n_unshared_texts']:,} texts only it has and "
+            f"{policy['n_unusable_ids']:,} empty/undecodable ids, reference dropped "
+            f"{reference['n_unshared_texts']:,} and {reference['n_unusable_ids']:,}"
+        )
+
+
+def _choose_responses(vocab: bool, lexicon: str | Lexicon | None) -> Lexicon | None:
+    if vocab and lexicon is not None:
+        raise UserError("pass either --vocab or --lexicon NAME|PATH, not both")
+    if not vocab and lexicon is None:
+        raise UserError("choose the responses: --vocab (the whole vocabulary) or --lexicon NAME|PATH")
+    if lexicon is None:
+        return None
+    return lexicon if isinstance(lexicon, Lexicon) else load_lexicon(lexicon)
+
+
+def _early_identity(
+    policy_spec: str,
+    reference_spec: str,
+    prompts: Sequence[Prompt],
+    lexicon: Lexicon | None,
+    words: pd.DataFrame | None,
+    measure: str,
+    beta: float,
+    templates: tuple[str, str],
+    align: str,
+    text_rule: str,
+    include_special: bool,
+    model_options: dict[str, Any],
+) -> dict[str, Any]:
+    words_sha1 = None
+    if words is not None:
+        words_sha1 = hashlib.sha1("\n".join(words["word"]).encode("utf-8")).hexdigest()
+    return {
+        "kind_of_run": "implicit",
+        "model_spec": f"implicit:{policy_spec}|{reference_spec}",
+        "policy_spec": policy_spec,
+        "reference_spec": reference_spec,
+        "prompts": [prompt.to_dict() for prompt in prompts],
+        "responses": "vocab" if lexicon is None else "lexicon",
+        "lexicon": None if lexicon is None else lexicon.name,
+        "words_sha1": words_sha1,
+        "measure": measure,
+        "beta": beta,
+        "template_options": {"policy": templates[0], "reference": templates[1]},
+        "align": align if lexicon is None else None,
+        "text_rule": text_rule if lexicon is None else None,
+        "include_special": include_special,
+        "model_options": {k: v for k, v in sorted(model_options.items()) if k in ("dtype", "revision")},
+    }
+
+
+def _refuse_other_run_early(out_dir: str | os.PathLike[str], identity: dict[str, Any], overwrite: bool) -> None:
+    from rewardlens.runs.store import identity_difference, read_manifest
+
+    if overwrite or not (Path(out_dir) / "run.json").is_file():
+        return
+    difference = identity_difference(read_manifest(out_dir), identity, IDENTITY_KEYS)
+    if difference is not None:
+        raise UserError(f"{out_dir} holds another run ({difference}); pass --overwrite to replace it")
+
+
+def _spec_and_template(model: Any, template: str, role: str) -> tuple[str, str]:
+    """The spec and template option of a model to load, or of a loaded scorer (its own template)."""
+    if isinstance(model, str | os.PathLike):
+        _check_template_option(template, role)
+        return os.fspath(model), template
+    return _spec_of(model), str(model.template.source)
+
+
+def _as_scorer(model: Any, role: str, template: str, model_options: dict[str, Any]) -> Any:
+    if isinstance(model, str | os.PathLike):
+        return load_language_model(os.fspath(model), role, template, **model_options)
+    require_language_model(model, role)
+    return model
+
+
+def run_implicit(
+    policy: Any,
+    reference: Any,
+    prompts: Sequence[Prompt],
+    out_dir: str | os.PathLike[str],
+    *,
+    vocab: bool = False,
+    lexicon: str | Lexicon | None = None,
+    measure: str = "log-ratio",
+    beta: float = 1.0,
+    policy_template: str = DEFAULT_POLICY_TEMPLATE,
+    reference_template: str = DEFAULT_REFERENCE_TEMPLATE,
+    align: str = "auto",
+    text_rule: str = "stripped",
+    include_special: bool = False,
+    engine: str = "cached",
+    batch_size: int | None = None,
+    overwrite: bool = False,
+    progress: Progress = None,
+    on_loading: Callable[[str], None] | None = None,
+    **model_options: Any,
+) -> ImplicitSummary:
+    """Implicit rewards of a policy against a reference into a run in `out_dir` (resumed if it is there).
+
+    `policy` and `reference` are model specs (loaded with `model_options` as `load_model`: dtype, device,
+    trust_remote_code, revision) or loaded language-model scorers (whose own templates then apply).
+    Exactly one of `vocab` and `lexicon` chooses the responses.
+    """
+    from rewardlens.engine import ENGINES
+    from rewardlens.runs import RunStore
+    from rewardlens.sweep import check_prompts
+    from rewardlens.words import word_table
+
+    prompts = check_prompts(prompts)
+    check_measure(measure, beta)
+    if engine not in ENGINES:
+        raise UserError(f"unknown engine '{engine}' (use {', '.join(ENGINES)})")
+    if batch_size is not None and batch_size < 1:
+        raise UserError("--batch-size must be at least 1")
+    if align not in ALIGN_MODES:
+        raise UserError(f"unknown alignment '{align}' (use {', '.join(ALIGN_MODES)})")
+    if text_rule not in TEXT_RULES:
+        raise UserError(f"unknown text rule '{text_rule}' (use {', '.join(TEXT_RULES)})")
+    chosen = _choose_responses(vocab, lexicon)
+    words = word_table(chosen) if chosen is not None else None
+    policy_spec, policy_template = _spec_and_template(policy, policy_template, "policy")
+    reference_spec, reference_template = _spec_and_template(reference, reference_template, "reference")
+    identity = _early_identity(
+        policy_spec,
+        reference_spec,
+        prompts,
+        chosen,
+        words,
+        measure,
+        beta,
+        (policy_template, reference_template),
+        align,
+        text_rule,
+        include_special,
+        model_options,
+    )
+    _refuse_other_run_early(out_dir, identity, overwrite)
+
+    if on_loading:
+        on_loading(policy_spec)
+    policy_scorer = _as_scorer(policy, "policy", policy_template, model_options)
+    if on_loading:
+        on_loading(reference_spec)
+    reference_scorer = _as_scorer(reference, "reference", reference_template, model_options)
+    pairing: VocabularyPairing | None = None
+    if words is None:
+        pairing = pair_vocabularies(policy_scorer, reference_scorer, align, text_rule, include_special)
+        rows_per_prompt = pairing.n_rows
+    else:
+        rows_per_prompt = len(words)
+    policy_description, reference_description = policy_scorer.describe(), reference_scorer.describe()
+    model_name = f"implicit:{policy_scorer.name}|{reference_scorer.name}"
+    manifest = {
+        **identity,
+        "model": model_name,
+        "kind": "implicit",
+        "score_definition": score_definition(measure, beta, identity["responses"]),
+        "templates": {"policy": policy_description["template"], "reference": reference_description["template"]},
+        "alignment": pairing.describe() if pairing is not None else {"by": "word", "rule": "the same word text"},
+        "policy": policy_description,
+        "reference": reference_description,
+        "dtype": policy_description.get("dtype"),
+        "device": policy_description.get("device"),
+        "engine": engine,
+        "batch_size": batch_size,
+        "n_words": None if words is None else len(words),
+        "rows_expected": rows_per_prompt * len(prompts),
+    }
+    store = RunStore(out_dir, manifest, identity_keys=IDENTITY_KEYS, overwrite=overwrite)
+    started = time.perf_counter()
+    written = 0
+    for index, prompt in enumerate(prompts):
+        name = f"prompt-{index:04d}"
+        if store.is_done(name):
+            continue
+        if pairing is not None:
+            values = vocabulary_logprobs(policy_scorer, reference_scorer, pairing, prompt.text)
+        else:
+            assert words is not None
+            values = word_logprobs(
+                policy_scorer, reference_scorer, prompt.text, words["word"].tolist(), engine, batch_size
+            ).assign(category=words["category"].to_numpy())
+        frame = _run_frame(values, model_name, prompt, measure, beta)
+        store.write_shard(name, frame)
+        written += len(frame)
+        if progress:
+            progress(len(frame))
+    seconds = time.perf_counter() - started
+    finished = store.finish()
+    store.update_manifest(scoring_seconds=round(float(finished.get("scoring_seconds", 0.0)) + seconds, 3))
+    return ImplicitSummary(
+        directory=Path(out_dir),
+        rows=int(finished["rows"]),
+        rows_expected=int(manifest["rows_expected"]),
+        rows_written=written,
+        seconds=seconds,
+        complete=bool(finished["complete"]),
+        alignment=dict(finished.get("alignment") or manifest["alignment"]),
+    )
+
+
+def _run_frame(values: pd.DataFrame, model: str, prompt: Prompt, measure: str, beta: float) -> pd.DataFrame:
+    """The run columns first (model, prompt, response, score), then the rest of `values`."""
+    n = len(values)
+    head = pd.DataFrame(
+        {
+            "model": np.full(n, model, dtype=object),
+            "prompt_id": np.full(n, prompt.id, dtype=object),
+            "prompt": np.full(n, prompt.text, dtype=object),
+            "response": values["response"].to_numpy(),
+            "score": implicit_reward(values["logp_policy"], values["logp_reference"], measure, beta),
+        }
+    )
+    rest = values.drop(columns=["response"]).reset_index(drop=True)
+    return pd.concat([head, rest], axis=1)
+
+
+__all__ = [
+    "ALIGN_MODES",
+    "MEASURES",
+    "ImplicitSummary",
+    "VocabularyPairing",
+    "implicit_reward",
+    "load_language_model",
+    "pair_vocabularies",
+    "run_implicit",
+    "score_definition",
+    "vocabulary_logprobs",
+    "word_logprobs",
+]
