@@ -141,9 +141,7 @@ def permutation_test(
     a, b = representations(*check_inputs(X, Y, chosen, names), chosen, resolved, names)
     observed = chosen.value(Pair(a, b), resolved)
     null = permutation_null(chosen, resolved, a, b, permutations, seed, progress)
-    return PermutationResult(
-        observed, permutation_p_value(null, observed, chosen.larger_is_more_similar), null
-    )
+    return PermutationResult(observed, permutation_p_value(null, observed, chosen.larger_is_more_similar), null)
 
 
 def bootstrap_ci(
@@ -191,9 +189,7 @@ def _repetitions(target: Any) -> list[torch.Tensor]:
     tensors = [as_float64(item, f"target repetition {i}") for i, item in enumerate(items)]
     for i, tensor in enumerate(tensors[1:], start=1):
         if tensor.shape != tensors[0].shape:
-            raise UserError(
-                f"target repetition {i} has shape {tuple(tensor.shape)}, not {tuple(tensors[0].shape)}"
-            )
+            raise UserError(f"target repetition {i} has shape {tuple(tensor.shape)}, not {tuple(tensors[0].shape)}")
     return tensors
 
 
@@ -290,9 +286,7 @@ def compare_models(
     samples: dict[str, np.ndarray] = {}
     for name in names:
         check_inputs(candidates[name], target_mean, chosen)
-        rep = Representation(
-            as_float64(candidates[name], name, device=target_rep.device), center=center, name=name
-        )
+        rep = Representation(as_float64(candidates[name], name, device=target_rep.device), center=center, name=name)
         check_same_rows(rep.n, target_rep.n, name, "target")
         observed[name] = chosen.value(Pair(rep, target_rep), resolved)
         samples[name] = bootstrap_values(chosen, resolved, rep, target_rep, indices, progress)
@@ -321,9 +315,7 @@ def compare_models(
                 "p_value": _two_sided_bootstrap_p(difference),
             }
         )
-    differences = pd.DataFrame(
-        rows, columns=["model_a", "model_b", "difference", "ci_low", "ci_high", "p_value"]
-    )
+    differences = pd.DataFrame(rows, columns=["model_a", "model_b", "difference", "ci_low", "ci_high", "p_value"])
 
     split_half = ceiling = None
     if len(repeated) >= 2:

@@ -125,9 +125,7 @@ def layer_similarity(
                         "value": value,
                     }
                     if a is not None and b is not None:
-                        record.update(
-                            _inference(measure, opts, a, b, value, permutations, indices, seed, level)
-                        )
+                        record.update(_inference(measure, opts, a, b, value, permutations, indices, seed, level))
                     records.append(record)
                     if model_a == model_b and layer_a != layer_b:
                         records.append({**record, "layer_a": layer_b, "layer_b": layer_a})
@@ -136,9 +134,9 @@ def layer_similarity(
     frame = pd.DataFrame.from_records(records)
     # Layers equal for every stimulus (NaN rows), per model, for the caller to report.
     frame.attrs["constant_layers"] = {model: sorted(layers[model].constant) for model in models}
-    return frame.sort_values(
-        ["model_a", "model_b", "measure", "layer_a", "layer_b"], kind="stable"
-    ).reset_index(drop=True)
+    return frame.sort_values(["model_a", "model_b", "measure", "layer_a", "layer_b"], kind="stable").reset_index(
+        drop=True
+    )
 
 
 def _inference(

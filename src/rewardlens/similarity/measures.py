@@ -159,9 +159,7 @@ class RbfCKA(Measure):
     always_centers = True  # distances do not depend on centring; centred data are better conditioned
     options = {
         "center": CENTER,
-        "threshold": Option(
-            0.5, "sigma as a fraction of the median distance: sigma^2 = threshold^2 x median d^2"
-        ),
+        "threshold": Option(0.5, "sigma as a fraction of the median distance: sigma^2 = threshold^2 x median d^2"),
     }
 
     def value(self, pair: Pair, options: Mapping[str, Any]) -> float:

@@ -36,9 +36,7 @@ def frobenius_dot(left: torch.Tensor, right: torch.Tensor) -> float:
 
 
 def product(left_t: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
-    """L'R (float64 BLAS gemm; numpy on the CPU, cuBLAS on the GPU)."""
-    if left_t.device.type == "cpu":
-        return torch.from_numpy(left_t.numpy().T @ right.numpy())
+    """L'R, float64 gemm in torch (MKL on the CPU, measured faster here than numpy's OpenBLAS; cuBLAS on GPU)."""
     return left_t.T @ right
 
 
@@ -123,9 +121,7 @@ class Representation(FeatureSide):
         self.n, self.d = int(raw.shape[0]), int(raw.shape[1])
         self.features = raw - raw.mean(dim=0, keepdim=True) if center else raw
         # Which original stimulus each row is: bootstrap samples repeat rows (RSA drops their self-pairs).
-        self.stimulus_ids = (
-            stimulus_ids if stimulus_ids is not None else torch.arange(self.n, device=raw.device)
-        )
+        self.stimulus_ids = stimulus_ids if stimulus_ids is not None else torch.arange(self.n, device=raw.device)
         if not self.total_sq > 0:
             what = "every column is constant" if center else "it is all zeros"
             raise UserError(f"{name} carries no variance ({what}); similarity to it is undefined")

@@ -41,9 +41,7 @@ def _unit_rows(rows: torch.Tensor, name: str, problem: str, distance: str) -> to
     norms = torch.linalg.vector_norm(rows, dim=1, keepdim=True)
     zero = torch.nonzero(norms[:, 0] == 0)
     if zero.numel():
-        raise UserError(
-            f"stimulus {int(zero[0])} of {name} is {problem}; its {distance} distance is undefined"
-        )
+        raise UserError(f"stimulus {int(zero[0])} of {name} is {problem}; its {distance} distance is undefined")
     return rows / norms
 
 
@@ -92,9 +90,7 @@ def _pearson(u: np.ndarray, v: np.ndarray) -> float:
     v = v - v.mean()
     denominator = float(np.dot(u, u) * np.dot(v, v))
     if not denominator > 0:
-        raise UserError(
-            "an RDM is constant (all stimulus pairs equally dissimilar); its correlation is undefined"
-        )
+        raise UserError("an RDM is constant (all stimulus pairs equally dissimilar); its correlation is undefined")
     return float(np.dot(u, v) / math.sqrt(denominator))
 
 
@@ -112,9 +108,7 @@ def kendall_tau_a(u: np.ndarray, v: np.ndarray) -> float:
     all_pairs = m * (m - 1) / 2
     tau_b = stats.kendalltau(u, v).statistic
     if not np.isfinite(tau_b):
-        raise UserError(
-            "an RDM is constant (all stimulus pairs equally dissimilar); Kendall's tau is undefined"
-        )
+        raise UserError("an RDM is constant (all stimulus pairs equally dissimilar); Kendall's tau is undefined")
     return float(tau_b * math.sqrt((all_pairs - _tied_pairs(u)) * (all_pairs - _tied_pairs(v))) / all_pairs)
 
 

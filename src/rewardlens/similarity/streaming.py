@@ -27,9 +27,26 @@ def block_rows_for(d: int, block_bytes: int = DEFAULT_BLOCK_BYTES) -> int:
     return max(1, block_bytes // (8 * max(d, 1)))
 
 
+def _file_blocks(array: np.memmap, rows: int) -> Iterator[tuple[int, np.ndarray]]:
+    """Blocks of a memory-mapped .npy read with plain file reads.
+
+    Pages touched through a memory map stay in the process's resident set until the map goes away;
+    reading the bytes instead keeps memory at one block whatever the file size.
+    """
+    n, d = int(array.shape[0]), int(array.shape[1])
+    with open(str(array.filename), "rb") as handle:
+        for start in range(0, n, rows):
+            count = min(rows, n - start)
+            handle.seek(int(array.offset) + start * d * array.itemsize)
+            yield start, np.fromfile(handle, dtype=array.dtype, count=count * d).reshape(count, d)
+
+
 def _blocks(array: Any, rows: int, device: torch.device) -> Iterator[tuple[int, torch.Tensor]]:
-    for start in range(0, int(array.shape[0]), rows):
-        block = array[start : start + rows]
+    if isinstance(array, np.memmap) and array.filename and array.flags.c_contiguous and array.ndim == 2:
+        source: Iterator[tuple[int, Any]] = _file_blocks(array, rows)
+    else:
+        source = ((start, array[start : start + rows]) for start in range(0, int(array.shape[0]), rows))
+    for start, block in source:
         if isinstance(block, torch.Tensor):
             tensor = block.detach()
         else:

@@ -38,8 +38,7 @@ def check_shape(shape: tuple[int, ...], name: str) -> None:
 def check_same_rows(x_rows: int, y_rows: int, x_name: str = "X", y_name: str = "Y") -> None:
     if x_rows != y_rows:
         raise UserError(
-            f"{x_name} has {x_rows} rows and {y_name} has {y_rows}; "
-            "both need one row per stimulus, in the same order"
+            f"{x_name} has {x_rows} rows and {y_name} has {y_rows}; both need one row per stimulus, in the same order"
         )
 
 
