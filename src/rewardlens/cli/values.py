@@ -1,17 +1,39 @@
-"""`rewardlens lexicons`, `import-scores` and `analyze values`."""
+"""`rewardlens lexicons`, `import-scores`, `analyze values`, `words` and `audit`."""
 
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from rewardlens.cli.apps import analyze_app, app
+from rewardlens.cli.options import (
+    BatchSizeOption,
+    DeviceOption,
+    DtypeOption,
+    EngineOption,
+    IncludeEndOption,
+    KindOption,
+    ModelOption,
+    RevisionOption,
+    TemplateOption,
+    TrustRemoteCodeOption,
+    check_engine,
+)
 
 _console = Console()
 
@@ -156,3 +178,141 @@ def _print_tests(tests: object, compare: str) -> None:
     _console.print(table)
     if len(shown) > 40:
         _console.print(f"... {len(shown) - 40} more rows in tests.csv")
+
+
+def _phase_progress(console: Console) -> tuple[Progress, Callable[[str, int, int], Callable[[int], None]]]:
+    """A rich progress display and the `phase(description, total, done)` hook the jobs report through."""
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=console,
+    )
+
+    def phase(description: str, total: int, done: int) -> Callable[[int], None]:
+        task = progress.add_task(description, total=total, completed=done)
+        return lambda n: progress.advance(task, n)
+
+    return progress, phase
+
+
+@app.command()
+def words(
+    model: ModelOption,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run directory (created, or resumed).")],
+    lexicon: Annotated[
+        str, typer.Option("--lexicon", "-l", help="big2-nouns, big2-expanded, mfd2, or a lexicon file.")
+    ] = "big2-nouns",
+    prompts: Annotated[str, typer.Option("--prompts", help="Bundled set or YAML/text file.")] = "value54",
+    batch_size: BatchSizeOption = None,
+    engine: EngineOption = "cached",
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a different run in DIR.")] = False,
+    revision: RevisionOption = None,
+    dtype: DtypeOption = "auto",
+    device: DeviceOption = "auto",
+    trust_remote_code: TrustRemoteCodeOption = False,
+    kind: KindOption = "auto",
+    template: TemplateOption = None,
+    include_end: IncludeEndOption = False,
+) -> None:
+    """Score every word of a lexicon as the whole response to every prompt (resumable by prompt)."""
+    from rewardlens.lexicons import load_lexicon
+    from rewardlens.prompts import load_prompts
+    from rewardlens.scorers import load_scorer
+    from rewardlens.words import refuse_other_words_run, run_words, word_table
+
+    check_engine(engine)
+    chosen_prompts = load_prompts(prompts)
+    chosen_lexicon = load_lexicon(lexicon)
+    total = len(word_table(chosen_lexicon)) * len(chosen_prompts)
+    refuse_other_words_run(out, model, chosen_prompts, chosen_lexicon, overwrite)  # before a slow load
+    console = Console(stderr=True)
+    with console.status(f"loading {model}"):
+        scorer = load_scorer(
+            model,
+            revision=revision,
+            dtype=dtype,
+            device=device,
+            trust_remote_code=trust_remote_code,
+            kind=kind,
+            template=template,
+            include_end=include_end,
+        )
+    display, phase = _phase_progress(console)
+    with display:
+        from rewardlens.runs import count_rows
+
+        done = count_rows(out) if (out / "run.json").is_file() else 0
+        summary = run_words(
+            scorer,
+            chosen_lexicon,
+            chosen_prompts,
+            out,
+            engine=engine,
+            batch_size=batch_size,
+            overwrite=overwrite,
+            progress=phase(f"{lexicon} words", total, 0 if overwrite else done),
+            model_spec=model,
+        )
+    typer.echo(summary.line())
+
+
+@app.command()
+def audit(
+    model: Annotated[
+        list[str] | None,
+        typer.Option("--model", "-m", help="Model to audit (repeatable); default smollm2-135m-instruct."),
+    ] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Audit directory (resumed if present).")] = Path(
+        "audit"
+    ),
+    lexicon: Annotated[
+        list[str] | None,
+        typer.Option("--lexicon", "-l", help="Lexicon besides big2-nouns: mfd2, big2-expanded or a file."),
+    ] = None,
+    family: Annotated[
+        list[str] | None, typer.Option("--family", help="KEY=FAMILY for a model (repeatable).")
+    ] = None,
+    tokens: Annotated[str, typer.Option("--tokens", help="Sweep candidates: all, words, or START:END.")] = "all",
+    permutations: Annotated[int, typer.Option("--permutations", help="Permutations per test.")] = 10_000,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the permutations.")] = 0,
+    batch_size: BatchSizeOption = None,
+    engine: EngineOption = "cached",
+    dtype: DtypeOption = "auto",
+    device: DeviceOption = "auto",
+    trust_remote_code: TrustRemoteCodeOption = False,
+    kind: KindOption = "auto",
+    template: TemplateOption = None,
+) -> None:
+    """The main job: sweep, word scores, value analysis and one HTML report per audit."""
+    from rewardlens.audit import DEFAULT_MODEL, run_audit
+
+    check_engine(engine)
+    console = Console(stderr=True)
+    display, phase = _phase_progress(console)
+    with display:
+        result = run_audit(
+            model or [DEFAULT_MODEL],
+            out,
+            lexicons=lexicon or [],
+            families=family or [],
+            tokens=tokens,
+            n_permutations=permutations,
+            seed=seed,
+            engine=engine,
+            batch_size=batch_size,
+            phase=phase,
+            dtype=dtype,
+            device=device,
+            trust_remote_code=trust_remote_code,
+            kind=kind,
+            template=template,
+        )
+    for note in result.notes:
+        _console.print(f"[yellow]note:[/] {note}")
+    for lexicon_name, directory in result.value_dirs.items():
+        _console.print(f"{lexicon_name}: tables and figures in {directory}")
+    _console.print(f"report: {result.report}")
