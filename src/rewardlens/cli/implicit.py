@@ -1,0 +1,158 @@
+"""`rewardlens implicit` and `bench implicit`: implicit rewards of a policy against a reference model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from rewardlens.cli.apps import app, bench_app
+from rewardlens.cli.options import BatchSizeOption, DeviceOption, DtypeOption, EngineOption, TrustRemoteCodeOption
+from rewardlens.cli.sweep import _prompts
+
+PolicyOption = Annotated[
+    str, typer.Option("--policy", help="The instruction-tuned language model (spec as for --model).")
+]
+ReferenceOption = Annotated[
+    str, typer.Option("--reference", help="The base language model it is compared with (spec as for --model).")
+]
+PolicyTemplateOption = Annotated[
+    str, typer.Option("--policy-template", help="chat (default), plain, plain-nospace or FILE.jinja.")
+]
+ReferenceTemplateOption = Annotated[
+    str,
+    typer.Option(
+        "--reference-template",
+        help="plain-nospace (default: prefix 'User: {prompt}\\nAssistant:', the response after one space), "
+        "plain (prefix ends in 'Assistant: '), chat or FILE.jinja.",
+    ),
+]
+
+
+@app.command()
+def implicit(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run directory (created, or resumed).")],
+    policy: PolicyOption,
+    reference: ReferenceOption,
+    prompt: Annotated[
+        list[str] | None, typer.Option("--prompt", "-p", help="A prompt (repeatable).", show_default=False)
+    ] = None,
+    prompts: Annotated[
+        str | None, typer.Option("--prompts", help="Bundled set (value54, optpess3) or YAML/text file.")
+    ] = None,
+    vocab: Annotated[bool, typer.Option("--vocab", help="Responses: every token of the vocabulary.")] = False,
+    lexicon: Annotated[
+        str | None, typer.Option("--lexicon", help="Responses: the words of a bundled lexicon or a lexicon file.")
+    ] = None,
+    measure: Annotated[str, typer.Option("--measure", help="log-ratio (DPO implicit reward) or mwlr.")] = "log-ratio",
+    beta: Annotated[float, typer.Option("--beta", help="Scale of the log-ratio.")] = 1.0,
+    policy_template: PolicyTemplateOption = "chat",
+    reference_template: ReferenceTemplateOption = "plain-nospace",
+    align: Annotated[
+        str, typer.Option("--align", help="auto (by id for the same tokenizer, else on text), id or text.")
+    ] = "auto",
+    text_rule: Annotated[
+        str, typer.Option("--text-rule", help="Text alignment: stripped (' love' = 'love') or exact.")
+    ] = "stripped",
+    include_special: Annotated[
+        bool, typer.Option("--include-special", help="Also keep control, added and reserved tokens.")
+    ] = False,
+    engine: EngineOption = "cached",
+    batch_size: BatchSizeOption = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a different run in DIR.")] = False,
+    dtype: DtypeOption = "auto",
+    device: DeviceOption = "auto",
+    trust_remote_code: TrustRemoteCodeOption = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Implicit rewards log p_policy - log p_reference over the vocabulary or a lexicon, as a run."""
+    from rewardlens.implicit import run_implicit
+
+    chosen = _prompts(prompt, prompts)
+    console = Console(stderr=True)
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=console, transient=True) as progress:
+        task = progress.add_task("loading", total=None)
+        summary = run_implicit(
+            policy,
+            reference,
+            chosen,
+            out,
+            vocab=vocab,
+            lexicon=lexicon,
+            measure=measure,
+            beta=beta,
+            policy_template=policy_template,
+            reference_template=reference_template,
+            align=align,
+            text_rule=text_rule,
+            include_special=include_special,
+            engine=engine,
+            batch_size=batch_size,
+            overwrite=overwrite,
+            progress=lambda n: progress.update(task, description="implicit rewards", advance=n),
+            on_loading=lambda spec: progress.update(task, description=f"loading {spec}"),
+            dtype=dtype,
+            device=device,
+            trust_remote_code=trust_remote_code,
+        )
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {
+                    "run": str(summary.directory),
+                    "rows": summary.rows,
+                    "rows_expected": summary.rows_expected,
+                    "rows_written": summary.rows_written,
+                    "seconds": round(summary.seconds, 3),
+                    "complete": summary.complete,
+                    "alignment": summary.alignment,
+                },
+                default=str,
+            )
+        )
+        return
+    typer.echo(summary.line())
+    typer.echo(summary.alignment_line())
+
+
+@bench_app.command("implicit")
+def bench_implicit(
+    policy: PolicyOption = "smollm2-135m-instruct",
+    reference: ReferenceOption = "smollm2-135m-instruct",
+    prompt: Annotated[str, typer.Option("--prompt", "-p", help="The prompt.")] = (
+        "What, in one word, is the greatest thing ever?"
+    ),
+    policy_template: PolicyTemplateOption = "chat",
+    reference_template: ReferenceTemplateOption = "plain-nospace",
+    repeats: Annotated[int, typer.Option(help="Best of this many alternating timings.")] = 3,
+    dtype: DtypeOption = "auto",
+    device: DeviceOption = "auto",
+    trust_remote_code: TrustRemoteCodeOption = False,
+) -> None:
+    """Time a whole-vocabulary implicit reward against one plain forward pass of each model; one JSON line."""
+    from rewardlens.implicit import benchmark_implicit
+
+    result = benchmark_implicit(
+        policy,
+        reference,
+        prompt,
+        policy_template=policy_template,
+        reference_template=reference_template,
+        repeats=repeats,
+        dtype=dtype,
+        device=device,
+        trust_remote_code=trust_remote_code,
+    )
+    typer.echo(json.dumps(result))
