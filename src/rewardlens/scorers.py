@@ -223,6 +223,7 @@ def load_scorer(
     template: str | None = None,
     include_end: bool = False,
     random_score_head_seed: int | None = None,
+    device_map: str | None = None,
 ) -> ModelScorer:
     """Load a model and its template into a scorer (see `load_model` for the options)."""
     loaded = load_model(
@@ -233,5 +234,6 @@ def load_scorer(
         trust_remote_code=trust_remote_code,
         kind=kind,
         random_score_head_seed=random_score_head_seed,
+        device_map=device_map,
     )
     return ModelScorer(loaded, make_template(loaded.tokenizer, template), include_end=include_end)

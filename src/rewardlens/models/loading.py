@@ -113,11 +113,14 @@ def load_model(
     trust_remote_code: bool = False,
     kind: str = "auto",
     random_score_head_seed: int | None = None,
+    device_map: str | None = None,
 ) -> LoadedModel:
     """Load a model for scoring.
 
     `random_score_head_seed` puts a seeded random linear score head on a causal LM (benchmarks and
     engine tests need an RM-shaped model when no real RM is available offline).
+    `device_map` (e.g. "auto") spreads a model too big for one GPU over the visible GPUs (accelerate);
+    inputs then go to the device of the input embeddings.
     """
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
@@ -144,10 +147,16 @@ def load_model(
         kwargs["num_labels"] = 1
     auto_class = AutoModelForSequenceClassification if model_kind == "reward" else AutoModelForCausalLM
     try:
-        model = _load_weights(auto_class, resolved, {**kwargs, "dtype": torch_dtype})
+        placement = {"device_map": device_map} if device_map else {}
+        model = _load_weights(auto_class, resolved, {**kwargs, "dtype": torch_dtype, **placement})
     except (OSError, ValueError, KeyError, EOFError, RuntimeError) as err:
         raise UserError(f"cannot load model '{spec}': {str(err).splitlines()[0][:200]}") from None
-    model.to(torch_device).eval()
+    if device_map:
+        pretrained: Any = model  # a PreTrainedModel; nn.Module's typing hides its methods
+        torch_device = pretrained.get_input_embeddings().weight.device
+        model.eval()
+    else:
+        model.to(torch_device).eval()
 
     head = None
     if model_kind == "reward":
