@@ -42,7 +42,11 @@ def run_cached(
             batch = [requests[i].continuation_ids for i in chunk]
             ids, mask = pad_right(batch, device)
             width = ids.shape[1]
-            attention = torch.cat([torch.ones((len(chunk), n_prompt), dtype=mask.dtype, device=device), mask], 1)
+            attention: torch.Tensor | None = None
+            if not bool(mask.all()):
+                # Without padding the model's own causal mask is exact and cheaper to build.
+                ones = torch.ones((len(chunk), n_prompt), dtype=mask.dtype, device=device)
+                attention = torch.cat([ones, mask], 1)
             positions = (n_prompt + torch.arange(width, device=device))[None].expand(len(chunk), width)
             cache = copy.deepcopy(prompt_cache)
             cache.batch_repeat_interleave(len(chunk))
