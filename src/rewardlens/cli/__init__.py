@@ -21,10 +21,12 @@ from rewardlens.cli import values  # noqa: E402,F401  isort: skip
 from rewardlens.cli import similarity  # noqa: E402,F401  isort: skip
 from rewardlens.cli import training  # noqa: E402,F401  isort: skip
 from rewardlens.cli import implicit  # noqa: E402,F401  isort: skip
+from rewardlens.cli import study  # noqa: E402,F401  isort: skip
 
 
 def main() -> None:
     """Console-script entry point: user errors become one line on stderr and exit code 2."""
+    sys.argv[1:] = study.expand_ray_flag(sys.argv[1:])  # `--ray` alone: a local Ray
     try:
         app(standalone_mode=False)
     except UserError as err:

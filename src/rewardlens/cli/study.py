@@ -1,0 +1,160 @@
+"""`rewardlens study`, and the `--ray [ADDRESS]` / `--workers N` options shared by the scoring commands."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from rewardlens.cli.apps import app
+from rewardlens.errors import UserError
+
+if TYPE_CHECKING:
+    from rewardlens.distributed import RayOptions
+
+LOCAL_RAY = "local"
+
+RayOption = Annotated[
+    str | None,
+    typer.Option(
+        "--ray",
+        metavar="[ADDRESS]",
+        help="Score on Ray: alone, join a local Ray or start one; HOST:PORT or ray://HOST:PORT joins a cluster.",
+        show_default=False,
+    ),
+]
+WorkersOption = Annotated[
+    int | None,
+    typer.Option("--workers", help="Ray scoring actors (default: one per GPU; without GPUs, one per CPU).", min=None),
+]
+GpusPerWorkerOption = Annotated[
+    float, typer.Option("--gpus-per-worker", help="GPUs per Ray actor (>1 with --device-map auto for big models).")
+]
+DeviceMapOption = Annotated[
+    str | None,
+    typer.Option("--device-map", help="auto: spread a model too big for one GPU over the GPUs of its worker."),
+]
+
+_ADDRESS = re.compile(r"^(local|auto|[a-z][a-z0-9+.-]*://\S+|[\w.\-\[\]:]+:\d+)$")
+
+
+def expand_ray_flag(argv: Sequence[str]) -> list[str]:
+    """`--ray` given without an address becomes `--ray local` (Typer has no options with an optional value).
+
+    The next argument is taken as the address only where it looks like one (local, auto, HOST:PORT,
+    SCHEME://...), so `study STUDY.yaml --ray --out DIR` and `study --ray STUDY.yaml` both work.
+    """
+    expanded: list[str] = []
+    for index, argument in enumerate(argv):
+        expanded.append(argument)
+        if argument == "--ray":
+            following = argv[index + 1] if index + 1 < len(argv) else None
+            if following is None or not _ADDRESS.match(following):
+                expanded.append(LOCAL_RAY)
+    return expanded
+
+
+def ray_options(ray: str | None, workers: int | None, gpus_per_worker: float = 1.0) -> RayOptions | None:
+    """The Ray settings of a command, checked before any work starts; None: run in this process."""
+    from rewardlens.distributed import RayOptions, check_workers
+
+    check_workers(workers)
+    if gpus_per_worker <= 0:
+        raise UserError("--gpus-per-worker must be positive")
+    if ray is None:
+        if workers is not None:
+            raise UserError("--workers needs --ray (the number of Ray scoring actors)")
+        return None
+    return RayOptions(address=None if ray == LOCAL_RAY else ray, workers=workers, gpus_per_worker=gpus_per_worker)
+
+
+def phase_progress(console: Console) -> tuple[Progress, Callable[[str, int, int], Callable[[int], None]]]:
+    """A rich display and the `phase(description, total, done)` hook that jobs report through."""
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=console,
+    )
+
+    def phase(description: str, total: int, done: int) -> Callable[[int], None]:
+        task = progress.add_task(description, total=total, completed=done)
+        return lambda n: progress.advance(task, n)
+
+    return progress, phase
+
+
+@app.command()
+def study(
+    study_file: Annotated[
+        str | None, typer.Argument(metavar="STUDY", help="Study YAML file, or a shipped recipe name (--list).")
+    ] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Study directory (resumed if present).")] = None,
+    ray: RayOption = None,
+    workers: WorkersOption = None,
+    list_recipes: Annotated[bool, typer.Option("--list", help="Show the shipped recipes and exit.")] = False,
+    check: Annotated[bool, typer.Option("--check", help="Validate the study file and exit.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Run a study: every model's sweep and word jobs (on Ray or here), then the analyses and one report."""
+    from rewardlens import study as studies
+
+    if list_recipes:
+        _print_recipes(studies.list_recipes(), as_json)
+        return
+    options = ray_options(ray, workers)
+    if study_file is None:
+        raise UserError("give a study file or a recipe name (rewardlens study --list shows the recipes)")
+    chosen = studies.load_study(study_file)  # the whole file is checked before any job starts
+    if check:
+        typer.echo(f"{chosen.name}: {len(chosen.models)} model(s), valid")
+        return
+    if out is None:
+        raise UserError("give --out DIR for the study's runs, analyses and report")
+    console = Console(stderr=True)
+    display, phase = phase_progress(console)
+    with display:
+        result = studies.run_study(chosen, out, ray=options, phase=phase)
+    summary = {
+        "study": chosen.name,
+        "out": str(result.out),
+        "models": [{"name": runs.name, "loaded": runs.loaded} for runs in result.models],
+        "jobs_skipped": result.skipped_jobs,
+        "values": {lexicon: str(path) for lexicon, path in result.value_dirs.items()},
+        "tokens": str(result.tokens_dir) if result.tokens_dir else None,
+        "report": str(result.report) if result.report else None,
+        "notes": result.notes,
+    }
+    if as_json:
+        typer.echo(json.dumps(summary))
+        return
+    loaded = sum(runs.loaded for runs in result.models)
+    typer.echo(
+        f"{chosen.name}: {len(result.models)} model(s), {loaded} loaded, "
+        f"{result.skipped_jobs} complete job(s) skipped; report: {result.report}"
+    )
+    for note in result.notes:
+        typer.echo(f"note: {note}")
+
+
+def _print_recipes(recipes: dict[str, str], as_json: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps(recipes))
+        return
+    table = Table("recipe", "description", title="shipped study recipes (rewardlens study NAME --out DIR)")
+    for name, description in recipes.items():
+        table.add_row(name, description)
+    Console().print(table)
+
+
+__all__ = ["DeviceMapOption", "GpusPerWorkerOption", "RayOption", "WorkersOption", "expand_ray_flag", "ray_options"]
