@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats
+from values_synthetic import make_lexicon, make_scores
 
-from conftest import make_lexicon, make_scores
 from rewardlens.analysis.family import assign_families, infer_family, parse_family_options
 from rewardlens.analysis.permutation import bonferroni, permutation_t_test, stars, welch_t
 from rewardlens.analysis.ranks import rank_responses
