@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+
 @pytest.fixture(scope="session")
 def second_llama_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Another tiny Llama LM with the same tokenizer as `tiny_model_dir("llama", "lm")` and other weights."""
