@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -35,6 +36,7 @@ from rewardlens.cli.options import (
     TrustRemoteCodeOption,
     check_engine,
 )
+from rewardlens.cli.study import DeviceMapOption, GpusPerWorkerOption, RayOption, WorkersOption, ray_options
 from rewardlens.errors import UserError
 
 
@@ -97,18 +99,58 @@ def sweep(
     template: TemplateOption = None,
     include_end: IncludeEndOption = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    ray: RayOption = None,
+    workers: WorkersOption = None,
+    gpus_per_worker: GpusPerWorkerOption = 1.0,
+    device_map: DeviceMapOption = None,
 ) -> None:
     """Score every token of the vocabulary as the whole response to each prompt (resumable)."""
     from rewardlens.runs.store import prepare_directory
     from rewardlens.scorers import load_scorer
     from rewardlens.sweep import early_identity, execute_sweep, prepare_sweep, refuse_other_run_early
 
+    cluster = ray_options(ray, workers, gpus_per_worker)
     chosen = _prompts(prompt, prompts)
     check_engine(engine)
     # Cheap refusals first: another run in DIR, or a DIR that cannot be written, before loading a model.
     refuse_other_run_early(out, early_identity(model, chosen, tokens, include_special), overwrite)
     prepare_directory(out)
     console = Console(stderr=True)
+    if cluster is not None:
+        from rewardlens.distributed import sweep_on_ray
+
+        load_options = dict(
+            revision=revision,
+            dtype=dtype,
+            device=device,
+            trust_remote_code=trust_remote_code,
+            kind=kind,
+            template=template,
+            include_end=include_end,
+            device_map=device_map,
+        )
+        with _progress(console) as progress:
+
+            def phase(description: str, total: int, done: int) -> Callable[[int], None]:
+                task = progress.add_task(description, total=total, completed=done)
+                return lambda n: progress.advance(task, n)
+
+            summary = sweep_on_ray(
+                model,
+                chosen,
+                out,
+                cluster,
+                load_options,
+                phase=phase,
+                tokens=tokens,
+                include_special=include_special,
+                shard_size=shard_size,
+                batch_size=batch_size,
+                engine=engine,
+                overwrite=overwrite,
+            )
+        _print_summary(summary, as_json)
+        return
     with console.status(f"loading {model}"):
         scorer = load_scorer(
             model,
@@ -119,6 +161,7 @@ def sweep(
             kind=kind,
             template=template,
             include_end=include_end,
+            device_map=device_map,
         )
     plan = prepare_sweep(
         scorer,
@@ -135,6 +178,10 @@ def sweep(
     with _progress(console) as progress:
         task = progress.add_task("sweep", total=plan.rows_expected, completed=plan.rows_done)
         summary = execute_sweep(plan, progress=lambda n: progress.advance(task, n))
+    _print_summary(summary, as_json)
+
+
+def _print_summary(summary: Any, as_json: bool) -> None:
     if as_json:
         typer.echo(
             json.dumps(

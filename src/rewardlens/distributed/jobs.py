@@ -139,4 +139,41 @@ def words_with_pool(
     )
 
 
-__all__ = ["PhaseProgress", "sweep_with_pool", "words_with_pool"]
+
+
+def sweep_on_ray(
+    model_spec: str,
+    prompts: Sequence[Prompt],
+    out_dir: str | os.PathLike[str],
+    ray: Any,
+    load_options: dict[str, Any],
+    *,
+    phase: PhaseProgress = _no_progress,
+    **sweep_options: Any,
+) -> SweepSummary:
+    """`run_sweep` on a Ray cluster: open a pool of actors (`ray`: a `RayOptions`), sweep, close the pool."""
+    from rewardlens.distributed.ray_runner import RayPool
+
+    with RayPool(model_spec, load_options, ray) as pool:
+        return sweep_with_pool(pool, prompts, out_dir, model_spec=model_spec, phase=phase, **sweep_options)
+
+
+def words_on_ray(
+    model_spec: str,
+    lexicon: str | Lexicon,
+    prompts: Sequence[Prompt],
+    out_dir: str | os.PathLike[str],
+    ray: Any,
+    load_options: dict[str, Any],
+    *,
+    phase: PhaseProgress = _no_progress,
+    **words_options: Any,
+) -> WordsSummary:
+    """`run_words` on a Ray cluster: open a pool of actors (`ray`: a `RayOptions`), score, close the pool."""
+    from rewardlens.distributed.ray_runner import RayPool
+
+    with RayPool(model_spec, load_options, ray) as pool:
+        return words_with_pool(pool, lexicon, prompts, out_dir, model_spec=model_spec, phase=phase, **words_options)
+
+
+__all__ = ["PhaseProgress", "sweep_on_ray", "sweep_with_pool", "words_on_ray", "words_with_pool"]
