@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from planted import AGENCY, COMMUNION, planted_pairs, write_jsonl
@@ -134,3 +135,21 @@ def test_n_pairs_is_a_seeded_nested_sample(
     # Pairs longer than max_length are passed over and counted, not truncated.
     short = tokenize_pairs(pairs, template, None, 42, seed=1)
     assert short.too_long > 0 and all(len(ids) <= 42 for ids in short.chosen_ids + short.rejected_ids)
+
+
+def test_other_commands_read_a_checkpoint(
+    trained: TrainResult, word_lexicon: Path, framed_prompts: Path, run_cli: Callable[..., object], tmp_path: Path
+) -> None:
+    """`words` then `analyze values` on the final checkpoint: Communion words rank above Agency words."""
+    checkpoint = trained.final_checkpoint
+    scored = run_cli("score", "--model", checkpoint, "--prompt", "What is the best thing?", "-r", "love", "-r", "power")
+    assert scored.exit_code == 0, scored.stderr  # type: ignore[attr-defined]
+    words = run_cli("words", "--model", checkpoint, "--out", tmp_path / "words", "--lexicon", word_lexicon,
+                    "--prompts", framed_prompts)
+    assert words.exit_code == 0, words.stderr  # type: ignore[attr-defined]
+    values = run_cli("analyze", "values", tmp_path / "words", "--out", tmp_path / "values", "--lexicon",
+                     word_lexicon, "--permutations", 100)
+    assert values.exit_code == 0, values.stderr  # type: ignore[attr-defined]
+    medians = pd.read_csv(tmp_path / "values" / "model_medians.csv")
+    positive = medians[medians["framing"] == "positive"].set_index("category")["median_rank"]
+    assert positive["Communion"] < positive["Agency"]
