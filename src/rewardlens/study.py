@@ -143,6 +143,7 @@ class Study:
     permutations: int = 10_000
     seed: int = 0
     source: str = ""
+    family_options: tuple[str, ...] = ()  # `KEY=FAMILY` strings, as `--family` of `rewardlens audit`
 
     def to_yaml(self) -> str:
         """The validated study as a study file (paths resolved), written into OUT."""
@@ -390,6 +391,49 @@ def load_study(spec: str | os.PathLike[str]) -> Study:
     return parse_study(document, source, base)
 
 
+def audit_study(
+    models: Sequence[str],
+    *,
+    lexicons: Sequence[str] = (),
+    families: Sequence[str] = (),
+    tokens: str = "all",
+    sweep_prompts: str = "optpess3",
+    word_prompts: str = "value54",
+    n_permutations: int = 10_000,
+    seed: int = 0,
+    engine: str = "cached",
+    batch_size: int | None = None,
+    **model_options: Any,
+) -> Study:
+    """`rewardlens audit` as a study (same layout of OUT), so that an audit can run on Ray."""
+    from rewardlens.lexicons import load_lexicon
+    from rewardlens.prompts import load_prompts
+
+    if not models:
+        raise UserError("give at least one --model")
+    chosen_lexicons = tuple(dict.fromkeys(["big2-nouns", *lexicons]))
+    for lexicon in chosen_lexicons:
+        load_lexicon(lexicon)  # a bad lexicon fails now, not after an hour of scoring
+    load_prompts(sweep_prompts)
+    load_prompts(word_prompts)
+    entries = tuple(
+        StudyModel(spec=spec, name=model_slug(spec), batch_size=batch_size, **model_options) for spec in models
+    )
+    if len({entry.name for entry in entries}) != len(entries):
+        raise UserError("two --model values have the same base name; audit them into separate --out dirs")
+    return Study(
+        name="audit",
+        models=entries,
+        sweep=SweepJob(prompts=sweep_prompts, tokens=tokens),
+        words=WordsJob(prompts=word_prompts, lexicons=chosen_lexicons),
+        analyses=("values",),
+        engine=engine,
+        permutations=n_permutations,
+        seed=seed,
+        family_options=tuple(families),
+    )
+
+
 # ---------------------------------------------------------------------------------------------- running
 
 
@@ -450,18 +494,13 @@ def _runs_of(study: Study, model: StudyModel, root: Path) -> ModelRuns:
 
 
 def _write_study_file(study: Study, root: Path) -> None:
-    """Keep what was run; a different study in the same OUT is refused (its runs would mix)."""
+    """Keep what was run beside the results (each run directory guards its own identity)."""
+    from rewardlens.runs.store import prepare_directory
+
+    prepare_directory(root)
     target = root / "study.yaml"
-    text = study.to_yaml()
-    if target.is_file():
-        old = yaml.safe_load(target.read_text("utf-8")) or {}
-        new = yaml.safe_load(text)
-        keys = ("models", "sweep", "words")
-        if any(old.get(k) != new.get(k) for k in keys):
-            raise UserError(f"{root} holds another study (see {target}); use another --out")
-    root.mkdir(parents=True, exist_ok=True)
     temporary = target.with_name(".study.yaml.tmp")
-    temporary.write_text(text, encoding="utf-8")
+    temporary.write_text(study.to_yaml(), encoding="utf-8")
     temporary.replace(target)
 
 
@@ -529,7 +568,7 @@ def _families(study: Study, result: StudyResult, lexicon: str) -> list[str]:
     """`KEY=FAMILY` options for the models whose study entry names a family (KEY: the run's model name)."""
     from rewardlens.runs import read_manifest
 
-    options = []
+    options = list(study.family_options)
     for model, runs in zip(study.models, result.models, strict=True):
         if model.family:
             name = read_manifest(runs.word_dirs[lexicon]).get("model") or model.name
@@ -571,6 +610,7 @@ def _analyse(study: Study, result: StudyResult, phase: PhaseProgress) -> None:
 
 __all__ = [
     "ModelRuns",
+    "audit_study",
     "Study",
     "StudyModel",
     "StudyResult",

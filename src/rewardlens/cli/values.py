@@ -6,7 +6,7 @@ import json
 import math
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -34,6 +34,11 @@ from rewardlens.cli.options import (
     TrustRemoteCodeOption,
     check_engine,
 )
+from rewardlens.cli.study import DeviceMapOption, GpusPerWorkerOption, RayOption, WorkersOption, ray_options
+
+if TYPE_CHECKING:
+    from rewardlens.audit import AuditResult
+    from rewardlens.study import StudyResult
 
 _console = Console()
 
@@ -217,6 +222,10 @@ def words(
     kind: KindOption = "auto",
     template: TemplateOption = None,
     include_end: IncludeEndOption = False,
+    ray: RayOption = None,
+    workers: WorkersOption = None,
+    gpus_per_worker: GpusPerWorkerOption = 1.0,
+    device_map: DeviceMapOption = None,
 ) -> None:
     """Score every word of a lexicon as the whole response to every prompt (resumable by prompt)."""
     from rewardlens.lexicons import load_lexicon
@@ -224,12 +233,42 @@ def words(
     from rewardlens.scorers import load_scorer
     from rewardlens.words import refuse_other_words_run, run_words, word_table
 
+    cluster = ray_options(ray, workers, gpus_per_worker)
     check_engine(engine)
     chosen_prompts = load_prompts(prompts)
     chosen_lexicon = load_lexicon(lexicon)
     total = len(word_table(chosen_lexicon)) * len(chosen_prompts)
     refuse_other_words_run(out, model, chosen_prompts, chosen_lexicon, overwrite)  # before a slow load
     console = Console(stderr=True)
+    if cluster is not None:
+        from rewardlens.distributed import words_on_ray
+
+        load_options = {
+            "revision": revision,
+            "dtype": dtype,
+            "device": device,
+            "trust_remote_code": trust_remote_code,
+            "kind": kind,
+            "template": template,
+            "include_end": include_end,
+            "device_map": device_map,
+        }
+        display, phase = _phase_progress(console)
+        with display:
+            summary = words_on_ray(
+                model,
+                chosen_lexicon,
+                chosen_prompts,
+                out,
+                cluster,
+                load_options,
+                phase=phase,
+                engine=engine,
+                batch_size=batch_size,
+                overwrite=overwrite,
+            )
+        typer.echo(summary.line())
+        return
     with console.status(f"loading {model}"):
         scorer = load_scorer(
             model,
@@ -240,6 +279,7 @@ def words(
             kind=kind,
             template=template,
             include_end=include_end,
+            device_map=device_map,
         )
     display, phase = _phase_progress(console)
     with display:
@@ -286,17 +326,24 @@ def audit(
     trust_remote_code: TrustRemoteCodeOption = False,
     kind: KindOption = "auto",
     template: TemplateOption = None,
+    ray: RayOption = None,
+    workers: WorkersOption = None,
+    gpus_per_worker: GpusPerWorkerOption = 1.0,
 ) -> None:
     """The main job: sweep, word scores, value analysis and one HTML report per audit."""
     from rewardlens.audit import DEFAULT_MODEL, run_audit
 
+    cluster = ray_options(ray, workers, gpus_per_worker)
     check_engine(engine)
     console = Console(stderr=True)
     display, phase = _phase_progress(console)
-    with display:
-        result = run_audit(
+    result: AuditResult | StudyResult
+    if cluster is not None:
+        from rewardlens.study import audit_study, run_study
+
+        # On Ray an audit runs as a study with the same layout of OUT (models/, values-*/, report.html).
+        plan = audit_study(
             model or [DEFAULT_MODEL],
-            out,
             lexicons=lexicon or [],
             families=family or [],
             tokens=tokens,
@@ -304,13 +351,33 @@ def audit(
             seed=seed,
             engine=engine,
             batch_size=batch_size,
-            phase=phase,
             dtype=dtype,
             device=device,
             trust_remote_code=trust_remote_code,
             kind=kind,
             template=template,
         )
+        with display:
+            result = run_study(plan, out, ray=cluster, phase=phase)
+    else:
+        with display:
+            result = run_audit(
+                model or [DEFAULT_MODEL],
+                out,
+                lexicons=lexicon or [],
+                families=family or [],
+                tokens=tokens,
+                n_permutations=permutations,
+                seed=seed,
+                engine=engine,
+                batch_size=batch_size,
+                phase=phase,
+                dtype=dtype,
+                device=device,
+                trust_remote_code=trust_remote_code,
+                kind=kind,
+                template=template,
+            )
     for note in result.notes:
         _console.print(f"[yellow]note:[/] {note}")
     for lexicon_name, directory in result.value_dirs.items():
