@@ -147,39 +147,9 @@ def score_checkpoint_words(
     options: dict[str, Any] = {"device": device}
     if template not in (None, "chat"):
         options["template"] = template
-    try:
-        from rewardlens.words import run_words
-    except ImportError:  # the words API is not in this checkout: score the words here, one run at once
-        _score_words_at_once(checkpoint, lexicon, prompts, out, options)
-        return
+    from rewardlens.words import run_words
+
     run_words(str(checkpoint), lexicon, prompts, out, **options)
-
-
-def _score_words_at_once(
-    checkpoint: Path, lexicon: str, prompts: Sequence[Prompt], out: Path, options: dict[str, Any]
-) -> None:
-    """A word run in the words schema (model, prompt_id, prompt, response, score, category), written whole."""
-    import numpy as np
-    import pandas as pd
-
-    from rewardlens.lexicons import load_lexicon
-    from rewardlens.runs import write_run
-    from rewardlens.scorers import load_scorer
-
-    scorer = load_scorer(str(checkpoint), **options)
-    chosen = load_lexicon(lexicon)
-    table = chosen.entries.groupby("word", sort=False)["category"].agg(lambda c: ";".join(dict.fromkeys(c)))
-    words = table.index.astype(str).tolist()
-    frames = [
-        pd.DataFrame({"model": scorer.name, "prompt_id": prompt.id, "prompt": prompt.text, "response": words,
-                      "score": np.asarray(scorer.score_texts(prompt.text, words), dtype=np.float64),
-                      "category": table.to_numpy()})
-        for prompt in prompts
-    ]
-    manifest = {"kind_of_run": "words", "model": scorer.name, "model_spec": str(checkpoint), "kind": scorer.kind,
-                "prompts": [prompt.to_dict() for prompt in prompts], "lexicon": chosen.name,
-                "scorer": scorer.describe()}
-    write_run(out, manifest, pd.concat(frames, ignore_index=True), overwrite=True)
 
 
 def run_ablation(
