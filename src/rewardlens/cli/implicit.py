@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -12,7 +14,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from rewardlens.cli.apps import app, bench_app
 from rewardlens.cli.options import BatchSizeOption, DeviceOption, DtypeOption, EngineOption, TrustRemoteCodeOption
+from rewardlens.cli.study import GpusPerWorkerOption, RayOption, WorkersOption, ray_options
 from rewardlens.cli.sweep import _prompts
+from rewardlens.errors import UserError
 
 PolicyOption = Annotated[
     str, typer.Option("--policy", help="The instruction-tuned language model (spec as for --model).")
@@ -68,10 +72,16 @@ def implicit(
     device: DeviceOption = "auto",
     trust_remote_code: TrustRemoteCodeOption = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    ray: RayOption = None,
+    workers: WorkersOption = None,
+    gpus_per_worker: GpusPerWorkerOption = 1.0,
 ) -> None:
     """Implicit rewards log p_policy - log p_reference over the vocabulary or a lexicon, as a run."""
     from rewardlens.implicit import run_implicit
 
+    cluster = ray_options(ray, workers, gpus_per_worker)
+    if cluster is not None and (cluster.workers or 1) != 1:
+        raise UserError("implicit --ray runs on one worker (policy and reference side by side); drop --workers")
     chosen = _prompts(prompt, prompts)
     console = Console(stderr=True)
     columns = (
@@ -84,7 +94,13 @@ def implicit(
     )
     with Progress(*columns, console=console, transient=True) as progress:
         task = progress.add_task("loading", total=None)
-        summary = run_implicit(
+        if cluster is not None:
+            from rewardlens.distributed import implicit_on_ray
+
+            run: Callable[..., Any] = partial(implicit_on_ray, ray=cluster)
+        else:
+            run = partial(run_implicit, on_loading=lambda spec: progress.update(task, description=f"loading {spec}"))
+        summary = run(
             policy,
             reference,
             chosen,
@@ -102,7 +118,6 @@ def implicit(
             batch_size=batch_size,
             overwrite=overwrite,
             progress=lambda n: progress.update(task, description="implicit rewards", advance=n),
-            on_loading=lambda spec: progress.update(task, description=f"loading {spec}"),
             dtype=dtype,
             device=device,
             trust_remote_code=trust_remote_code,

@@ -5,7 +5,7 @@ shard into the ordinary run store, so a distributed run equals a single-process 
 Ray itself is imported only when a `RayPool` is opened.
 """
 
-from rewardlens.distributed.jobs import sweep_on_ray, sweep_with_pool, words_on_ray, words_with_pool
+from rewardlens.distributed.jobs import implicit_on_ray, sweep_on_ray, sweep_with_pool, words_on_ray, words_with_pool
 from rewardlens.distributed.ray_runner import (
     LocalPool,
     Pool,
@@ -25,6 +25,7 @@ __all__ = [
     "RayPool",
     "check_workers",
     "connect_ray",
+    "implicit_on_ray",
     "open_pool",
     "sweep_on_ray",
     "sweep_with_pool",

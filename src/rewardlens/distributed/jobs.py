@@ -139,8 +139,6 @@ def words_with_pool(
     )
 
 
-
-
 def sweep_on_ray(
     model_spec: str,
     prompts: Sequence[Prompt],
@@ -176,4 +174,75 @@ def words_on_ray(
         return words_with_pool(pool, lexicon, prompts, out_dir, model_spec=model_spec, phase=phase, **words_options)
 
 
-__all__ = ["PhaseProgress", "sweep_on_ray", "sweep_with_pool", "words_on_ray", "words_with_pool"]
+def _implicit_job(args: tuple[Any, ...], kwargs: dict[str, Any], threads: int) -> Any:
+    """Runs inside a Ray worker: the whole implicit run, both models loaded there."""
+    import torch
+
+    from rewardlens.implicit import run_implicit
+
+    torch.set_num_threads(threads)
+    return run_implicit(*args, **kwargs)
+
+
+def implicit_on_ray(
+    policy: str,
+    reference: str,
+    prompts: Sequence[Prompt],
+    out_dir: str | os.PathLike[str],
+    ray: Any,
+    *,
+    progress: Callable[[int], None] | None = None,
+    poll_seconds: float = 1.0,
+    **implicit_options: Any,
+) -> Any:
+    """`run_implicit` on one Ray worker (it needs the policy and the reference side by side).
+
+    Its shards are written by that worker, so OUT must be on a filesystem the worker shares with this
+    process (the same node, or a shared mount). Progress is the rows on disk, polled here.
+    """
+    from rewardlens.distributed.ray_runner import connect_ray, import_ray, task_cause, worker_shape
+    from rewardlens.errors import UserError
+    from rewardlens.runs import count_rows
+
+    ray_module = import_ray()
+    connect_ray(ray.address)
+    shape = worker_shape(replace_workers(ray), ray_module.cluster_resources())
+    threads = str(shape.threads)
+    remote = ray_module.remote(_implicit_job).options(
+        num_cpus=shape.num_cpus,
+        num_gpus=shape.num_gpus,
+        max_retries=0,
+        runtime_env={"env_vars": {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}},
+    )
+    ref = remote.remote(
+        (policy, reference, list(prompts), os.fspath(out_dir)),
+        implicit_options,
+        shape.threads,
+    )
+    seen = 0
+    while True:
+        ready, _ = ray_module.wait([ref], timeout=poll_seconds)
+        if (Path(out_dir) / "run.json").is_file() and progress:
+            rows = count_rows(out_dir)
+            if rows > seen:
+                progress(rows - seen)
+                seen = rows
+        if ready:
+            break
+    try:
+        return ray_module.get(ref)
+    except ray_module.exceptions.RayTaskError as err:
+        cause = task_cause(err)
+        if isinstance(cause, UserError):
+            raise UserError(str(cause)) from None
+        raise
+
+
+def replace_workers(ray: Any) -> Any:
+    """The options of a single worker (an implicit run is one job)."""
+    from dataclasses import replace
+
+    return replace(ray, workers=1)
+
+
+__all__ = ["PhaseProgress", "implicit_on_ray", "sweep_on_ray", "sweep_with_pool", "words_on_ray", "words_with_pool"]

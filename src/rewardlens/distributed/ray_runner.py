@@ -77,7 +77,7 @@ class QueueStats:
         }
 
 
-def _import_ray() -> Any:
+def import_ray() -> Any:
     try:
         import ray
     except ImportError:
@@ -114,7 +114,7 @@ def connect_ray(address: str | None = None) -> str:
 
     A Ray already initialised in this process (a test fixture, a notebook) is used as it is.
     """
-    ray = _import_ray()
+    ray = import_ray()
     if ray.is_initialized():
         return "initialised"
     quiet = {"log_to_driver": False, "logging_level": "ERROR"}
@@ -165,7 +165,7 @@ _REMOTE_WORKER: Any = None
 def _remote_worker_class() -> Any:
     global _REMOTE_WORKER
     if _REMOTE_WORKER is None:
-        _REMOTE_WORKER = _import_ray().remote(_Worker)
+        _REMOTE_WORKER = import_ray().remote(_Worker)
     return _REMOTE_WORKER
 
 
@@ -197,7 +197,7 @@ def worker_shape(options: RayOptions, resources: dict[str, float]) -> WorkerShap
     return WorkerShape(workers, num_cpus=share, num_gpus=0.0, threads=max(1, int(share)))
 
 
-def _cause(err: BaseException) -> BaseException:
+def task_cause(err: BaseException) -> BaseException:
     """The exception raised inside a task (Ray wraps it in a RayTaskError)."""
     return getattr(err, "cause", None) or err
 
@@ -213,7 +213,7 @@ class RayPool:
         self.load_options = dict(load_options)
         self.options = options or RayOptions()
         self.address = connect_ray(self.options.address)
-        ray = _import_ray()
+        ray = import_ray()
         self.shape = worker_shape(self.options, ray.cluster_resources())
         self.stats = QueueStats()
         self.workers: list[Any] = []
@@ -252,14 +252,14 @@ class RayPool:
 
     def _wait_loaded(self, starting: dict[Any, Any]) -> ScorerFacts:
         """Wait until every actor has loaded the model; a load error is raised once, as the user's error."""
-        ray = _import_ray()
+        ray = import_ray()
         facts: ScorerFacts | None = None
         for ref, actor in starting.items():
             try:
                 loaded = ray.get(ref)
             except ray.exceptions.RayTaskError as err:
                 self.close()
-                cause = _cause(err)
+                cause = task_cause(err)
                 if isinstance(cause, UserError):
                     raise UserError(str(cause)) from None
                 raise
@@ -278,7 +278,7 @@ class RayPool:
         progress: Progress = None,
     ) -> QueueStats:
         """Score every task; `on_result(task, frame)` is called once per task, in this process."""
-        ray = _import_ray()
+        ray = import_ray()
         lost_errors: tuple[type[BaseException], ...] = (ray.exceptions.RayActorError,)
         if hasattr(ray.exceptions, "ActorUnavailableError"):  # Ray >= 2.24: an actor unreachable for now
             lost_errors += (ray.exceptions.ActorUnavailableError,)
@@ -329,7 +329,7 @@ class RayPool:
                 lose(actor)
                 continue
             except ray.exceptions.RayTaskError as err:
-                cause = _cause(err)
+                cause = task_cause(err)
                 if isinstance(cause, UserError):
                     raise UserError(str(cause)) from None
                 raise
@@ -346,7 +346,7 @@ class RayPool:
         return stats
 
     def close(self) -> None:
-        ray = _import_ray()
+        ray = import_ray()
         for actor in self.workers:
             ray.kill(actor)
         self.workers = []
