@@ -1,0 +1,99 @@
+"""Sweeps and word runs on a local Ray cluster equal single-process runs, also when a worker dies."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from rewardlens.distributed import RayOptions, RayPool, sweep_with_pool, words_with_pool
+from rewardlens.prompts import load_prompts
+from rewardlens.runs import load_run, read_manifest, shard_files
+from rewardlens.sweep import IDENTITY_KEYS as SWEEP_IDENTITY
+from rewardlens.sweep import run_sweep
+from rewardlens.words import IDENTITY_KEYS as WORDS_IDENTITY
+from rewardlens.words import run_words
+
+pytestmark = pytest.mark.usefixtures("ray_cluster")
+
+LOAD = {"dtype": "float32", "device": "cpu"}
+SHARD = 48  # ~7 shards per prompt of the tiny 320-token vocabulary
+
+
+def _same_run(single: Path, distributed: Path, identity: tuple[str, ...]) -> pd.DataFrame:
+    """Row for row the same rows, and the same run identity in run.json; returns the rows."""
+    expected, got = load_run(single), load_run(distributed)
+    pd.testing.assert_frame_equal(got, expected, check_exact=True)
+    assert [p.name for p in shard_files(distributed)] == [p.name for p in shard_files(single)]
+    a, b = read_manifest(single), read_manifest(distributed)
+    assert {k: a.get(k) for k in identity} == {k: b.get(k) for k in identity}
+    assert b["complete"] and b["rows"] == b["rows_expected"] == len(got)
+    return got
+
+
+def test_sweep_cli_on_two_ray_workers_equals_single_process(
+    tmp_path: Path, tiny_model_dir: Callable[..., Path], run_cli: Callable[..., object]
+) -> None:
+    model = str(tiny_model_dir("llama", "reward"))
+    single = tmp_path / "single"
+    run_sweep(model, load_prompts("optpess3"), single, shard_size=SHARD, **LOAD)
+    distributed = tmp_path / "ray"
+    result = run_cli(
+        "sweep", "--model", model, "--prompts", "optpess3", "--shard-size", SHARD, "--dtype", "float32",
+        "--device", "cpu", "--out", distributed, "--ray", "--workers", 2, "--json",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr  # type: ignore[attr-defined]
+    summary = json.loads(result.stdout)  # type: ignore[attr-defined]
+    assert summary["complete"] and summary["rows_written"] == summary["rows"]
+    rows = _same_run(single, distributed, SWEEP_IDENTITY)
+    assert not rows.duplicated(["prompt_id", "token_id"]).any()
+    workers = read_manifest(distributed)["workers"]
+    assert workers["backend"] == "ray" and workers["workers"] == 2 and workers["workers_lost"] == 0
+
+
+def test_killed_worker_has_its_shards_redone_exactly_once(
+    tmp_path: Path, tiny_model_dir: Callable[..., Path], small_lexicon: Path, four_prompts: Path
+) -> None:
+    import ray
+
+    model = str(tiny_model_dir("qwen2", "reward"))
+    sweep_prompts, word_prompts = load_prompts("optpess3"), load_prompts(four_prompts)
+    run_sweep(model, sweep_prompts, tmp_path / "sweep-single", shard_size=SHARD, **LOAD)
+    run_words(model, str(small_lexicon), word_prompts, tmp_path / "words-single", **LOAD)
+
+    with RayPool(model, LOAD, RayOptions(workers=2)) as pool:
+        assert pool.size == 2
+        written: list[str] = []
+        killed: list[int] = []
+
+        def phase(description: str, total: int, done: int) -> Callable[[int], None]:
+            def tick(rows: int) -> None:
+                written.append(description)
+                if not killed:  # after the first shard came back: kill a worker while work is queued
+                    killed.append(ray.get(pool.workers[0].pid.remote()))
+                    ray.kill(pool.workers[0])
+
+            return tick
+
+        sweep = sweep_with_pool(
+            pool, sweep_prompts, tmp_path / "sweep-ray", model_spec=model, shard_size=SHARD, phase=phase
+        )
+        stats = pool.stats
+        assert killed and stats.workers_lost == 1
+        assert stats.requeued >= 1  # the dead worker's shard went back to the queue ...
+        assert stats.shards == len(shard_files(tmp_path / "sweep-single"))  # ... and each shard came back once
+        assert sweep.complete
+
+        # The same pool, one worker down (or replaced), scores a word run.
+        words = words_with_pool(pool, str(small_lexicon), word_prompts, tmp_path / "words-ray", model_spec=model)
+        assert words.complete and pool.stats.shards == len(word_prompts)
+
+    rows = _same_run(tmp_path / "sweep-single", tmp_path / "sweep-ray", SWEEP_IDENTITY)
+    assert not rows.duplicated(["prompt_id", "token_id"]).any()
+    manifest = read_manifest(tmp_path / "sweep-ray")["workers"]
+    assert manifest["requeued"] == stats.requeued and manifest["duplicates_dropped"] == 0
+    words_rows = _same_run(tmp_path / "words-single", tmp_path / "words-ray", WORDS_IDENTITY)
+    assert not words_rows.duplicated(["prompt_id", "response"]).any()
