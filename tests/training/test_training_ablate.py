@@ -33,6 +33,7 @@ def test_grid_trains_scores_resumes_and_shows_the_planted_preference(
             "--lexicon", word_lexicon, "--prompts", framed_prompts]
     first = run_cli(*args)
     assert first.exit_code == 0, first.stderr
+    assert (first.stdout + first.stderr).count("training on") == 8
     cells = sorted(path.name for path in out.iterdir() if path.is_dir())
     assert len(cells) == 8 and "llama-lm-chat0__comm__n16" in cells
     manifests = {cell: json.loads((out / cell / "train" / "run.json").read_text()) for cell in cells}

@@ -13,6 +13,7 @@ import pytest
 import torch
 from planted import AGENCY, COMMUNION, planted_pairs, write_jsonl
 
+from rewardlens.errors import UserError
 from rewardlens.scorers import load_scorer
 from rewardlens.training import TrainingConfig, load_preference_data, train_reward_model
 from rewardlens.training.train import TrainResult, reward_at_last_token, tokenize_pairs
@@ -78,6 +79,8 @@ def test_run_json_records_data_recipe_versions_and_losses(trained: TrainResult) 
     assert [entry["step"] for entry in manifest["losses"]] == list(range(1, 19))
     assert all(np.isfinite(entry["loss"]) for entry in manifest["losses"])
     assert not (trained.out / ".trainer").exists()
+    with pytest.raises(UserError, match="already holds a training run"):
+        train_reward_model("no/such-base", "no-such-data.jsonl", trained.out)  # refused before loading anything
 
 
 def test_training_reads_the_reward_where_scoring_reads_it(trained: TrainResult) -> None:

@@ -207,6 +207,9 @@ def load_base(spec: str, device: torch.device, lora: bool, seed: int) -> tuple[n
         raise UserError(f"cannot load base '{spec}' with a score head: {str(err).splitlines()[0][:200]}") from None
     finally:
         hf_logging.set_verbosity(verbosity)
+    # The new head is trained in full (peft's modules_to_save): float32 masters, so that lr-1e-5 updates are not
+    # lost to bfloat16 rounding; autocast computes it in bf16 like the rest. LoRA adapters are float32 already.
+    score_module(model).float()
     model.config.pad_token_id = tokenizer.pad_token_id
     text_config = model.config.get_text_config()
     text_config.pad_token_id = tokenizer.pad_token_id
@@ -358,10 +361,14 @@ def read_training(out: str | os.PathLike[str]) -> dict[str, Any]:
     return manifest
 
 
+def _refuse_existing(out: Path, overwrite: bool) -> None:
+    if not overwrite and ((out / "run.json").exists() or (out / CHECKPOINTS).exists()):
+        raise UserError(f"{out} already holds a training run; pass --overwrite to replace it")
+
+
 def _prepare_out(out: Path, overwrite: bool) -> None:
-    if (out / "run.json").exists() or (out / CHECKPOINTS).exists():
-        if not overwrite:
-            raise UserError(f"{out} already holds a training run; pass --overwrite to replace it")
+    _refuse_existing(out, overwrite)
+    if overwrite:
         shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)
         (out / "run.json").unlink(missing_ok=True)
     out.mkdir(parents=True, exist_ok=True)
@@ -381,6 +388,7 @@ def train_reward_model(
     from datasets import Dataset
 
     out_dir = Path(out)
+    _refuse_existing(out_dir, overwrite)  # before minutes of loading a large base
     preference = data if isinstance(data, PreferenceData) else load_preference_data(data, skip_invalid)
     device = training_device(config.device)
     model, tokenizer, base_info = load_base(base, device, config.lora is not None, config.seed)
