@@ -35,8 +35,10 @@ Progress = Callable[[int], None] | None
 DEFAULT_SHARD_SIZE = 4096
 
 # What makes a sweep "the same sweep": another DIR content on one of these is refused.
-# The first four are known before the model is loaded, so a refusal costs no model load.
-EARLY_IDENTITY_KEYS = ("kind_of_run", "model_spec", "prompts", "tokens", "include_special")
+# The first five are known before the model is loaded, so a refusal costs no model load.
+# Prompts are compared by id and text only, so that metadata added to a bundled set later (framing, ...)
+# does not turn a resumable run into "another run".
+EARLY_IDENTITY_KEYS = ("kind_of_run", "model_spec", "prompt_set", "tokens", "include_special")
 IDENTITY_KEYS = (*EARLY_IDENTITY_KEYS, "revision", "kind", "dtype", "template", "score_definition")
 
 
@@ -124,6 +126,7 @@ def early_identity(model_spec: str, prompts: Sequence[Prompt], tokens: str, incl
         "kind_of_run": "sweep",
         "model_spec": model_spec,
         "prompts": [p.to_dict() for p in prompts],
+        "prompt_set": [[p.id, p.text] for p in prompts],
         "tokens": tokens,
         "include_special": include_special,
     }
@@ -169,11 +172,13 @@ def prepare_sweep(
         **identity,
         "model": scorer.name,
         "revision": description.get("revision"),
+        "resolved_path": description.get("resolved_path"),
         "kind": scorer.kind,
         "dtype": description.get("dtype"),
         "device": description.get("device"),
         "template": description.get("template"),
         "score_definition": score_definition(scorer),
+        "versions": description.get("versions"),
         "scorer": description,
         "engine": engine,
         "batch_size": batch_size,

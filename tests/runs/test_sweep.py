@@ -145,3 +145,14 @@ def test_another_model_is_refused(reward_scorer: Any, lm_scorer: Any, tmp_path: 
     run_sweep(reward_scorer, PROMPTS[:1], tmp_path, tokens="0:20")
     with pytest.raises(UserError, match="another model spec"):
         run_sweep(lm_scorer, PROMPTS[:1], tmp_path, tokens="0:20")
+
+
+def test_prompt_metadata_does_not_make_another_run(reward_scorer: Any, tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    run_sweep(reward_scorer, PROMPTS, tmp_path, tokens="0:20")
+    framed = [replace(prompt, framing="positive") for prompt in PROMPTS]
+    assert run_sweep(reward_scorer, framed, tmp_path, tokens="0:20").rows_written == 0
+    renamed = [replace(PROMPTS[0], id="renamed"), PROMPTS[1]]
+    with pytest.raises(UserError, match="another prompt set"):
+        run_sweep(reward_scorer, renamed, tmp_path, tokens="0:20")

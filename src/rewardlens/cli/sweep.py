@@ -255,7 +255,7 @@ def _cell(value: Any) -> str:
     if isinstance(value, float) and value.is_integer() and abs(value) < 1e9:
         return str(int(value))  # ranks
     if isinstance(value, float):
-        return f"{value:.4f}" if abs(value) < 1e5 else f"{value:.4g}"
+        return f"{value:.4f}" if abs(value) < 100 else f"{value:.1f}"  # scores; mean ranks
     return repr(value) if isinstance(value, str) else str(value)
 
 

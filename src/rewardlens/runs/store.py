@@ -193,7 +193,7 @@ def identity_difference(old: Mapping[str, Any], new: Mapping[str, Any], keys: It
     """The first identity key on which two manifests differ, described for an error message."""
     for key in keys:
         if _canonical(old.get(key)) != _canonical(new.get(key)):
-            if key == "prompts":
+            if key in ("prompts", "prompt_set"):
                 return "another prompt set"
             return f"another {key.replace('_', ' ')} ({_describe(old.get(key))}, not {_describe(new.get(key))})"
     return None
