@@ -50,12 +50,14 @@ class _EngineClock:
         return getattr(self.scorer, name)
 
 
-def _time_sweep(scorer: ModelScorer, first: int, count: int, batch_size: int, shard_size: int) -> tuple[float, float]:
-    """Wall time of a sweep, and the part of it spent in the engine."""
+def _time_sweep(
+    scorer: ModelScorer, first: int, count: int, batch_size: int, shard_size: int
+) -> tuple[float, float, float]:
+    """Wall time of a sweep, the part of it spent in the engine, and the process's CPU time."""
     clock = _EngineClock(scorer)
     with tempfile.TemporaryDirectory(prefix="rewardlens-bench-") as directory:
         _synchronize(scorer)
-        began = time.perf_counter()
+        began, began_cpu = time.perf_counter(), time.process_time()
         run_sweep(
             clock,
             prompts_from_texts([BENCH_PROMPT]),
@@ -67,7 +69,7 @@ def _time_sweep(scorer: ModelScorer, first: int, count: int, batch_size: int, sh
             engine="cached",
         )
         _synchronize(scorer)
-        return time.perf_counter() - began, clock.seconds
+        return time.perf_counter() - began, clock.seconds, time.process_time() - began_cpu
 
 
 def benchmark_sweep(
@@ -92,11 +94,12 @@ def benchmark_sweep(
     first = min(1000, size - candidates)  # past the control tokens at the start of most vocabularies
     ids = list(range(first, first + candidates))
     scorer.score_token_ids(BENCH_PROMPT, ids[:8], batch_size=batch_size)  # warm-up (allocations, kernels)
-    engine_times, sweep_times, own_times = [], [], []
+    engine_times, sweep_times, own_times, cpu_times = [], [], [], []
     for _ in range(max(1, repeats)):  # alternating, so that drift in machine load hits both
         engine_times.append(_time_engine(scorer, ids, batch_size))
-        sweep_s, inside_s = _time_sweep(scorer, first, candidates, batch_size, shard_size)
+        sweep_s, inside_s, cpu_s = _time_sweep(scorer, first, candidates, batch_size, shard_size)
         sweep_times.append(sweep_s)
+        cpu_times.append(cpu_s)
         own_times.append(sweep_s - inside_s)
     engine_s, sweep_s = min(engine_times), min(sweep_times)
     return {
@@ -115,4 +118,7 @@ def benchmark_sweep(
         # unlike the ratio, it does not move with the machine's load between the two timings.
         "sweep_own_s": round(min(own_times), 4),
         "candidates_per_s": round(candidates / sweep_s, 2),
+        # CPU seconds of all threads: on a shared, oversubscribed machine, cpu_s / threads estimates the
+        # wall time the sweep would take with its cores to itself.
+        "sweep_cpu_s": round(min(cpu_times), 4),
     }
