@@ -50,8 +50,7 @@ def test_grid_trains_scores_resumes_and_shows_the_planted_preference(
 
     # The analysis: ranks per cell and step, base differences, figures.
     analysis_dir = tmp_path / "analysis"
-    result = run_cli("analyze", "checkpoints", out, "--lexicon", word_lexicon, "--out", analysis_dir,
-                     "--resamples", 200)
+    result = run_cli("analyze", "checkpoints", out, "--out", analysis_dir, "--resamples", 200)  # its lexicon
     assert result.exit_code == 0, result.stderr
     medians = pd.read_csv(analysis_dir / "checkpoints.csv")
     assert list(medians.columns) == ["base", "family", "data", "size", "step", "epoch", "final", "framing",

@@ -150,7 +150,9 @@ def ablate(
 def analyze_checkpoints(
     ablation: Annotated[Path, typer.Argument(help="An ablation directory (from `rewardlens ablate`).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Directory for the CSVs and figures.")],
-    lexicon: Annotated[str, typer.Option(help="Lexicon whose categories are ranked.")] = "big2-nouns",
+    lexicon: Annotated[
+        str | None, typer.Option(help="Lexicon whose categories are ranked (default: the one the ablation scored).")
+    ] = None,
     resamples: Annotated[int, typer.Option(help="Bootstrap resamples of the prompts.")] = 1000,
     seed: Annotated[int, typer.Option(help="Seed of the bootstrap.")] = 0,
 ) -> None:

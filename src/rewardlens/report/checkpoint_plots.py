@@ -25,6 +25,11 @@ SIZE_STYLES = ("-", "--", ":", "-.")
 _FALLBACK = [matplotlib.colors.to_hex(plt.get_cmap("tab10")(i)) for i in range(10)]
 
 
+def base_label(base: str) -> str:
+    """A base's short name for legends (`google/gemma-2-2b-it` -> `gemma-2-2b-it`)."""
+    return Path(str(base).rstrip("/")).name or str(base)
+
+
 def _base_colors(medians: pd.DataFrame) -> dict[str, str]:
     colors: dict[str, str] = {}
     used: set[str] = set()
@@ -41,24 +46,29 @@ def _panels(medians: pd.DataFrame) -> tuple[Figure, list[tuple[str, str]], list[
     rows = list(medians[["data", "category"]].drop_duplicates().sort_values(["data", "category"]).itertuples(
         index=False, name=None))
     framings = [f for f in FRAMING_ORDER if f in set(medians["framing"])]
+    # One rank scale for every panel, so that a category's panel can be read against the other's.
     figure, axes = plt.subplots(
-        len(rows), len(framings), figsize=(4.2 * len(framings), 2.8 * len(rows)), squeeze=False, sharex=True
+        len(rows), len(framings), figsize=(4.2 * len(framings), 2.8 * len(rows)), squeeze=False, sharex=True,
+        sharey=True,
     )
     return figure, rows, framings, list(map(list, axes))
 
 
 def _finish(figure: Figure, axes: Sequence[Sequence[Axes]], xlabel: str, path: Path) -> Path:
+    axes[0][0].invert_yaxis()  # shared: once inverts every panel
     for row in axes:
         for axis in row:
-            axis.invert_yaxis()
             axis.grid(alpha=0.3)
     for axis in axes[-1]:
         axis.set_xlabel(xlabel)
     handles, labels = axes[0][0].get_legend_handles_labels()
     if handles:
-        figure.legend(handles, labels, loc="upper center", ncol=min(4, len(labels)), frameon=False,
+        columns = min(3, len(labels))
+        figure.legend(handles, labels, loc="upper center", ncol=columns, frameon=False, fontsize=8,
                       bbox_to_anchor=(0.5, 1.0))
-    figure.tight_layout(rect=(0, 0, 1, 0.93))
+    legend_rows = -(-len(labels) // 3) if handles else 0
+    height = figure.get_figheight()
+    figure.tight_layout(rect=(0, 0, 1, 1 - min(0.4, (0.25 * legend_rows + 0.1) / height)))
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=150)
     plt.close(figure)
@@ -80,7 +90,7 @@ def plot_ranks_by_step(medians: pd.DataFrame, path: str | Path) -> Path:
                     line = panel[(panel["base"] == base) & (panel["size"] == size)].sort_values("step")
                     if line.empty:
                         continue
-                    label = f"{base}" if len(sizes) == 1 else f"{base}, n={size}"
+                    label = base_label(base) if len(sizes) == 1 else f"{base_label(base)}, n={size}"
                     axis.plot(line["step"], line["median_rank"], SIZE_STYLES[k % len(SIZE_STYLES)], color=color,
                               marker="o", markersize=3, label=label)
             axis.set_title(f"{data}: {category}, {framing} framing", fontsize=9)
@@ -102,7 +112,7 @@ def plot_ranks_by_size(medians: pd.DataFrame, path: str | Path) -> Path:
                 line = panel[panel["base"] == base].sort_values("size")
                 if not line.empty:
                     axis.plot(line["size"], line["median_rank"], "-", color=color, marker="o", markersize=4,
-                              label=str(base))
+                              label=base_label(base))
             if panel["size"].nunique() > 1 and panel["size"].max() / max(panel["size"].min(), 1) >= 10:
                 axis.set_xscale("log")
             axis.set_title(f"{data}: {category}, {framing} framing", fontsize=9)

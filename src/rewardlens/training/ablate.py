@@ -169,6 +169,8 @@ def run_ablation(
     from rewardlens.lexicons import load_lexicon
 
     out_dir = Path(out)
+    if Path(lexicon).is_file():
+        lexicon = str(Path(lexicon).resolve())  # `analyze checkpoints` finds it from any directory
     cells = plan_cells(bases, list(data), sizes)
     prompt_set = load_prompts(prompts)
     load_lexicon(lexicon)  # a bad lexicon fails now, not after the first training run

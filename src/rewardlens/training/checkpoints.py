@@ -133,7 +133,7 @@ def analyze_checkpoints(
 def write_checkpoint_analysis(
     ablation: str | os.PathLike[str],
     out: str | os.PathLike[str],
-    lexicon: str = "big2-nouns",
+    lexicon: str | None = None,
     n_resamples: int = 1000,
     seed: int = 0,
 ) -> tuple[CheckpointAnalysis, dict[str, Path]]:
@@ -141,6 +141,7 @@ def write_checkpoint_analysis(
     from rewardlens import __version__
     from rewardlens.report.checkpoint_plots import plot_ranks_by_size, plot_ranks_by_step
 
+    lexicon = lexicon or str(read_ablation(ablation).get("lexicon") or "big2-nouns")
     analysis = analyze_checkpoints(ablation, lexicon, n_resamples, seed)
     target = Path(out)
     target.mkdir(parents=True, exist_ok=True)
