@@ -156,3 +156,22 @@ def test_other_commands_read_a_checkpoint(
     medians = pd.read_csv(tmp_path / "values" / "model_medians.csv")
     positive = medians[medians["framing"] == "positive"].set_index("category")["median_rank"]
     assert positive["Communion"] < positive["Agency"]
+
+
+def test_multi_turn_pairs_render_with_the_chat_template_and_one_bos(tiny_model_dir: Callable[..., Path]) -> None:
+    from rewardlens.models.templates import make_template
+    from rewardlens.training.train import conversation_ids
+
+    scorer = load_scorer(str(tiny_model_dir("llama", "reward")))
+    tokenizer = scorer.tokenizer
+    template = make_template(tokenizer, None)
+    messages = [{"role": "system", "content": "Be kind."}, {"role": "user", "content": "Hello there!"},
+                {"role": "assistant", "content": "hello world"}]
+    ids = conversation_ids(template, messages)
+    text = tokenizer.apply_chat_template(messages, tokenize=False)
+    assert ids == tokenizer(text, add_special_tokens=False)["input_ids"]
+    assert ids[0] == tokenizer.bos_token_id and ids[1] != tokenizer.bos_token_id  # rendered once, not added again
+    single = [{"role": "user", "content": "Hello there!"}, {"role": "assistant", "content": "love"}]
+    assert conversation_ids(template, single) == template.conversation_ids("Hello there!", "love")
+    with pytest.raises(UserError, match="need a chat template"):
+        conversation_ids(make_template(tokenizer, "plain"), messages)
