@@ -171,7 +171,7 @@ def test_bad_input_is_one_line_and_exit_2(run_cli, tmp_path: Path, case: str) ->
 def test_bench_agrees_with_the_reference_libraries() -> None:
     pytest.importorskip("hoggorm")
     pytest.importorskip("rsatoolbox")
-    result = run_similarity_bench(n=120, d=30, repeats=1)
+    result = run_similarity_bench(n=120, d=30, repeats=1, reference_repeats=1)
     assert result["max_abs_diff"] <= 1e-10
     for key in (
         "rv2_s",
@@ -186,7 +186,7 @@ def test_bench_agrees_with_the_reference_libraries() -> None:
 
 def test_bench_says_when_a_library_is_missing(run_cli, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "hoggorm", None)  # import hoggorm -> ImportError
-    result = run_cli("bench", "similarity", "--n", "60", "--d", "8", "--repeats", "1")
+    result = run_cli("bench", "similarity", "--n", "60", "--d", "8", "--repeats", "1", "--reference-repeats", "1")
     assert result.exit_code == 0, result.stderr
     printed = json.loads(result.stdout.strip().splitlines()[-1])
     assert printed["hoggorm"].startswith("not installed")

@@ -27,12 +27,8 @@ OptionList = Annotated[
         "rbf-cka: threshold=0.3). See `rewardlens similarity measures`.",
     ),
 ]
-CenterOption = Annotated[
-    bool | None, typer.Option("--center/--no-center", help="Centre columns first (default: yes).")
-]
-PermutationsOption = Annotated[
-    int, typer.Option(help="Permutation test with N shuffles of the stimuli (0: none).")
-]
+CenterOption = Annotated[bool | None, typer.Option("--center/--no-center", help="Centre columns first (default: yes).")]
+PermutationsOption = Annotated[int, typer.Option(help="Permutation test with N shuffles of the stimuli (0: none).")]
 BootstrapOption = Annotated[
     int, typer.Option(help="Percentile bootstrap CI from N resamples of the stimuli (0: none).")
 ]
@@ -82,9 +78,7 @@ def progress_bar(console: Console, label: str, total: int) -> Iterator[Callable[
 @similarity_app.command("arrays")
 def arrays_command(
     x_path: Annotated[Path, typer.Argument(help="X.npy: one row per stimulus.", show_default=False)],
-    y_path: Annotated[
-        Path, typer.Argument(help="Y.npy: the same stimuli in the same order.", show_default=False)
-    ],
+    y_path: Annotated[Path, typer.Argument(help="Y.npy: the same stimuli in the same order.", show_default=False)],
     measure: Annotated[
         str,
         typer.Option("--measure", "-m", help="rv|rv2|linear-cka|rbf-cka|debiased-cka|rsa|procrustes|cca."),
@@ -111,9 +105,7 @@ def arrays_command(
         "measure": chosen.name,
         "value": compare(x, y, chosen.name, names=names, **options),
     }
-    result.update(
-        {"larger_is_more_similar": chosen.larger_is_more_similar, "n": int(x.shape[0]), "options": resolved}
-    )
+    result.update({"larger_is_more_similar": chosen.larger_is_more_similar, "n": int(x.shape[0]), "options": resolved})
     if permutations:
         with progress_bar(console, "permutations", permutations) as advance:
             tested = permutation_test(
@@ -140,9 +132,7 @@ def arrays_command(
                 progress=advance,
                 **options,
             )
-        result.update(
-            {"ci_low": interval.ci_low, "ci_high": interval.ci_high, "bootstrap": bootstrap, "level": level}
-        )
+        result.update({"ci_low": interval.ci_low, "ci_high": interval.ci_high, "bootstrap": bootstrap, "level": level})
     if permutations or bootstrap:
         result["seed"] = seed
     if as_json:
@@ -183,13 +173,15 @@ def bench_similarity_command(
     d: Annotated[int, typer.Option(help="Features (columns) of each array.")] = 1024,
     seed: SeedOption = 0,
     repeats: Annotated[int, typer.Option(help="rewardlens timings: best of this many runs.")] = 3,
+    reference_repeats: Annotated[int, typer.Option(help="hoggorm/rsatoolbox timings: best of this many.")] = 2,
 ) -> None:
     """Time rv2 and linear CKA against hoggorm and rsatoolbox on the same arrays; print one JSON line."""
     from rewardlens.bench.similarity import run_similarity_bench
 
-    if n < 4 or d < 1 or repeats < 1:
-        raise UserError("bench similarity needs --n >= 4, --d >= 1 and --repeats >= 1")
-    typer.echo(json.dumps(run_similarity_bench(n=n, d=d, seed=seed, repeats=repeats)))
+    if n < 4 or d < 1 or repeats < 1 or reference_repeats < 1:
+        raise UserError("bench similarity needs --n >= 4, --d >= 1 and --repeats, --reference-repeats >= 1")
+    result = run_similarity_bench(n=n, d=d, seed=seed, repeats=repeats, reference_repeats=reference_repeats)
+    typer.echo(json.dumps(result))
 
 
 @similarity_app.command("layers")
@@ -206,23 +198,18 @@ def layers_command(
     stimuli: Annotated[
         str,
         typer.Option(
-            help="Text file with one stimulus per line, or a lexicon "
-            "(bundled name or .csv/.dic/.dicx): its words."
+            help="Text file with one stimulus per line, or a lexicon (bundled name or .csv/.dic/.dicx): its words."
         ),
     ],
     out: Annotated[Path, typer.Option(help="Output folder for similarity.csv and the heatmaps.")],
-    prompt: Annotated[
-        str | None, typer.Option(help="The prompt each stimulus answers (with a template).")
-    ] = None,
+    prompt: Annotated[str | None, typer.Option(help="The prompt each stimulus answers (with a template).")] = None,
     template: Annotated[
         str | None, typer.Option(help="chat (default), plain, FILE.jinja, or none for raw text.")
     ] = None,
     pool: Annotated[
         str, typer.Option(help="last (the token a reward model reads) or mean (over the response).")
     ] = "last",
-    measure: Annotated[
-        str, typer.Option("--measure", help="Comma-separated measures, e.g. rv2,linear-cka.")
-    ] = "rv2",
+    measure: Annotated[str, typer.Option("--measure", help="Comma-separated measures, e.g. rv2,linear-cka.")] = "rv2",
     option: OptionList = None,
     center: CenterOption = None,
     permutations: PermutationsOption = 0,
@@ -232,9 +219,7 @@ def layers_command(
     batch_size: Annotated[int, typer.Option(help="Stimuli per forward pass.")] = 16,
     dtype: Annotated[str, typer.Option(help="auto|float32|bfloat16|float16.")] = "auto",
     device: Annotated[str, typer.Option(help="auto|cpu|cuda[:N].")] = "auto",
-    trust_remote_code: Annotated[
-        bool, typer.Option("--trust-remote-code", help="Allow the model's own code.")
-    ] = False,
+    trust_remote_code: Annotated[bool, typer.Option("--trust-remote-code", help="Allow the model's own code.")] = False,
 ) -> None:
     """Compare the hidden states of every layer (embeddings and each block) within and across models."""
     from rewardlens.report.similarity_plots import save_layer_heatmaps
