@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from rewardlens.training.ablate import read_ablation, run_ablation
-from rewardlens.training.checkpoints import bootstrap_difference
+from rewardlens.training.checkpoints import bootstrap_difference, write_checkpoint_analysis
 from rewardlens.training.train import TrainingConfig
 
 RECIPE = ["--epochs", 2, "--learning-rate", 3e-2, "--batch-size", 8, "--max-length", 64, "--log-every", 1]
@@ -107,6 +107,11 @@ def test_an_interrupted_grid_finishes_without_retraining_finished_cells(
     with pytest.raises(UserError, match="another config"):
         run_ablation(bases[:1], data, [8], out, TrainingConfig(learning_rate=1.0, max_length=64), **options)
     assert read_ablation(out)["sizes"] == [8, 16]
+    # One base: ranks per step and size, no base differences (an empty table with its header, and a note).
+    analysis, files = write_checkpoint_analysis(out, tmp_path / "analysis", n_resamples=10)
+    assert sorted(analysis.medians["step"].unique()) == [2, 4] and sorted(analysis.medians["size"].unique()) == [8, 16]
+    assert analysis.differences.empty and "difference" in pd.read_csv(files["base_differences.csv"]).columns
+    assert any("one base only" in note for note in analysis.notes)
 
 
 def test_bootstrap_difference_covers_a_planted_gap() -> None:

@@ -209,6 +209,7 @@ def _run_cell(
         say(f"{cell.name}: training on {cell.size} pairs")
         train_reward_model(cell.base, data, train_dir, replace(config, n_pairs=cell.size), overwrite=True,
                            on_step=on_step)
+        _release_memory()
     else:
         say(f"{cell.name}: already trained, skipped")
     manifest = read_training(train_dir)
@@ -224,6 +225,17 @@ def _run_cell(
                                config.device)
         scored += 1
     return CellResult(cell, trained, len(manifest["checkpoints"]), scored, skipped)
+
+
+def _release_memory() -> None:
+    """Free the trained model's GPU memory before the word runs load each checkpoint."""
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def ablation_cells(out: str | os.PathLike[str]) -> list[dict[str, Any]]:

@@ -25,6 +25,8 @@ from rewardlens.lexicons import load_lexicon
 from rewardlens.training.ablate import ablation_cells, read_ablation
 
 CELL_COLUMNS = ["base", "family", "data", "size", "step", "epoch", "final"]
+DIFFERENCE_COLUMNS = ["data", "size", "step", "framing", "category", "base_a", "base_b", "family_a", "family_b",
+                      "median_rank_a", "median_rank_b", "difference", "ci_low", "ci_high", "n_prompts", "n_resamples"]
 
 
 @dataclass
@@ -114,7 +116,7 @@ def base_differences(ranked: pd.DataFrame, n_resamples: int = 1000, seed: int = 
                 "difference": difference, "ci_low": low, "ci_high": high,
                 "n_prompts": len(prompts), "n_resamples": n_resamples,
             })
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=DIFFERENCE_COLUMNS)
 
 
 def analyze_checkpoints(
