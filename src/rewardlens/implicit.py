@@ -112,8 +112,8 @@ def require_language_model(scorer: Any, role: str) -> None:
         )
 
 
-def load_language_model(spec: str, role: str, template: str, **model_options: Any) -> Any:
-    """A log-probability scorer for the policy or the reference; one-line errors name the role's option."""
+def _loaded_language_model(spec: str, role: str, template: str, model_options: dict[str, Any]) -> Any:
+    """A log-probability scorer, or None when `spec` is a reward model."""
     from rewardlens.models.loading import load_model
     from rewardlens.models.templates import make_template
     from rewardlens.scorers import ModelScorer
@@ -121,15 +121,23 @@ def load_language_model(spec: str, role: str, template: str, **model_options: An
     _check_template_option(template, role)
     loaded = load_model(spec, **model_options)
     if loaded.kind != "lm":
-        raise UserError(
-            f"the {role} model '{spec}' is a reward model (a score head), not a causal language model; "
-            "implicit rewards need two language models"
-        )
+        return None
     if template == "chat" and not getattr(loaded.tokenizer, "chat_template", None):
         raise UserError(
             f"the {role} model '{spec}' has no chat template; pass --{role}-template plain-nospace, plain or FILE"
         )
     return ModelScorer(loaded, make_template(loaded.tokenizer, template))
+
+
+def load_language_model(spec: str, role: str, template: str, **model_options: Any) -> Any:
+    """A log-probability scorer for the policy or the reference; one-line errors name the role's option."""
+    scorer = _loaded_language_model(spec, role, template, model_options)
+    if scorer is None:
+        raise UserError(
+            f"the {role} model '{spec}' is a reward model (a score head), not a causal language model; "
+            "implicit rewards need two language models"
+        )
+    return scorer
 
 
 def _spec_of(scorer: Any) -> str:
@@ -532,6 +540,126 @@ def _run_frame(values: pd.DataFrame, model: str, prompt: Prompt, measure: str, b
     return pd.concat([head, rest], axis=1)
 
 
+# -- audit -------------------------------------------------------------------------------------------------------
+@dataclass
+class ImplicitAudit:
+    """What `implicit_for_audit` wrote: per audited model its runs, per lexicon the value analysis."""
+
+    vocab_dirs: dict[str, Path] = field(default_factory=dict)
+    word_dirs: dict[str, dict[str, Path]] = field(default_factory=dict)
+    value_dirs: dict[str, Path] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+def _per_prompt(count: Callable[[int], None] | None) -> Progress:
+    """run_implicit reports once per prompt (with its rows); the audit counts prompts."""
+    if count is None:
+        return None
+    return lambda rows: count(1)
+
+
+def _complete_run(run_dir: Path, model_spec: str) -> bool:
+    from rewardlens.runs import read_manifest
+
+    if not (run_dir / "run.json").is_file():
+        return False
+    manifest = read_manifest(run_dir)
+    return bool(manifest.get("complete")) and manifest.get("model_spec") == model_spec
+
+
+def _family_option(spec: str, policy_name: str, implicit_name: str, families: Sequence[str]) -> str:
+    """`implicit_name=FAMILY`: the policy's family (from --family for the audited model, else its name)."""
+    from rewardlens.analysis.family import infer_family, parse_family_options
+
+    overrides = parse_family_options(families)
+    keys = [key for key in (spec, policy_name, Path(spec).name) if key in overrides]
+    return f"{implicit_name}={overrides[keys[0]] if keys else infer_family(policy_name)}"
+
+
+def implicit_for_audit(
+    models: Sequence[str],
+    reference: str,
+    out: str | os.PathLike[str],
+    *,
+    lexicons: Sequence[str] = ("big2-nouns",),
+    families: Sequence[str] = (),
+    n_permutations: int = 10_000,
+    seed: int = 0,
+    policy_template: str = DEFAULT_POLICY_TEMPLATE,
+    engine: str = "cached",
+    batch_size: int | None = None,
+    phase: Callable[[str, int, int], Callable[[int], None]] | None = None,
+    **model_options: Any,
+) -> ImplicitAudit:
+    """The implicit reward of each audited model against `reference`, in the audit's layout of OUT:
+
+        OUT/models/<model>/implicit-sweep/            whole vocabulary under optpess3 (a run)
+        OUT/models/<model>/implicit-words-<lexicon>/  lexicon words under value54 (a run)
+        OUT/values-implicit-<lexicon>/                analyze values over the implicit word runs
+
+    The policy is the audited model (`policy_template`, default its chat template), the reference reads
+    `plain-nospace` and is loaded once; a reward model has no implicit reward and is skipped with a note.
+    Finished runs are not recomputed; the value family of an implicit run is its policy's.
+    """
+    from rewardlens.audit import SWEEP_PROMPTS, WORD_PROMPTS, lexicon_slug, model_slug
+    from rewardlens.prompts import load_prompts
+    from rewardlens.runs import read_manifest, shard_files
+    from rewardlens.values import analyze_value_files
+
+    if not models:
+        raise UserError("give at least one model to compare with the reference")
+    for lexicon in lexicons:
+        load_lexicon(lexicon)  # a bad lexicon fails now, not after the scoring
+    options = {k: v for k, v in model_options.items() if k in ("revision", "dtype", "device", "trust_remote_code")}
+    root = Path(out)
+    result = ImplicitAudit()
+    responses: list[tuple[str, list[Prompt], str | None]] = [
+        ("implicit-sweep", load_prompts(SWEEP_PROMPTS), None),
+        *[(f"implicit-words-{lexicon_slug(lx)}", load_prompts(WORD_PROMPTS), lx) for lx in lexicons],
+    ]
+    reference_scorer: Any = None
+    family_options: list[str] = []
+    for spec in models:
+        directory = root / "models" / model_slug(spec)
+        runs = [directory / name for name, _, _ in responses]
+        if not all(_complete_run(run, f"implicit:{spec}|{reference}") for run in runs):
+            policy_scorer = _loaded_language_model(spec, "policy", policy_template, options)
+            if policy_scorer is None:
+                result.notes.append(f"{spec} is a reward model: it has no implicit reward (that needs an LM)")
+                continue
+            if reference_scorer is None:
+                reference_scorer = load_language_model(reference, "reference", DEFAULT_REFERENCE_TEMPLATE, **options)
+            for run, (_, prompts, words) in zip(runs, responses, strict=True):
+                what = "vocabulary" if words is None else f"{words} words"
+                done = len(shard_files(run))
+                count = phase(f"{policy_scorer.name}: implicit {what}", len(prompts), done) if phase else None
+                run_implicit(
+                    policy_scorer,
+                    reference_scorer,
+                    prompts,
+                    run,
+                    vocab=words is None,
+                    lexicon=words,
+                    engine=engine,
+                    batch_size=batch_size,
+                    progress=_per_prompt(count),
+                )
+        manifest = read_manifest(runs[0])
+        result.vocab_dirs[spec] = runs[0]
+        result.word_dirs[spec] = {lx: run for run, (_, _, lx) in zip(runs, responses, strict=True) if lx}
+        family_options.append(_family_option(spec, manifest["policy"]["model"], manifest["model"], families))
+    for lexicon in lexicons:
+        inputs = [word_dirs[lexicon] for word_dirs in result.word_dirs.values()]
+        if not inputs:
+            continue
+        target = root / f"values-implicit-{lexicon_slug(lexicon)}"
+        report = analyze_value_files(
+            inputs, lexicon, target, families=family_options, n_permutations=n_permutations, seed=seed
+        )
+        result.notes.extend(f"implicit {lexicon}: {note}" for note in report.notes)
+        result.value_dirs[lexicon] = target
+    return result
+
 # -- benchmark -------------------------------------------------------------------------------------------------
 def _plain_forward_seconds(scorer: Any, prompt: str) -> float:
     """One ordinary forward pass of the model over the prompt's prefix ids (logits at every position)."""
@@ -593,6 +721,7 @@ __all__ = [
     "ImplicitSummary",
     "VocabularyPairing",
     "benchmark_implicit",
+    "implicit_for_audit",
     "implicit_reward",
     "load_language_model",
     "pair_vocabularies",

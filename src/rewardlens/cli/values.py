@@ -329,6 +329,13 @@ def audit(
     ray: RayOption = None,
     workers: WorkersOption = None,
     gpus_per_worker: GpusPerWorkerOption = 1.0,
+    reference: Annotated[
+        str | None,
+        typer.Option(
+            "--reference",
+            help="A base LM: also the implicit reward of each audited LM against it (vocabulary, words, values).",
+        ),
+    ] = None,
 ) -> None:
     """The main job: sweep, word scores, value analysis and one HTML report per audit."""
     from rewardlens.audit import DEFAULT_MODEL, run_audit
@@ -378,8 +385,34 @@ def audit(
                 kind=kind,
                 template=template,
             )
-    for note in result.notes:
+    notes, value_dirs = list(result.notes), dict(result.value_dirs)
+    if reference:
+        from rewardlens.audit import DEFAULT_LEXICON
+        from rewardlens.implicit import implicit_for_audit
+
+        # The implicit rewards run here (not on Ray), after the audit, into the same OUT.
+        implicit_display, implicit_phase = _phase_progress(console)
+        with implicit_display:
+            implicit = implicit_for_audit(
+                model or [DEFAULT_MODEL],
+                reference,
+                out,
+                lexicons=list(dict.fromkeys([DEFAULT_LEXICON, *(lexicon or [])])),
+                families=family or [],
+                n_permutations=permutations,
+                seed=seed,
+                policy_template=template or "chat",
+                engine=engine,
+                batch_size=batch_size,
+                phase=implicit_phase,
+                dtype=dtype,
+                device=device,
+                trust_remote_code=trust_remote_code,
+            )
+        notes += implicit.notes
+        value_dirs.update({f"implicit {name}": path for name, path in implicit.value_dirs.items()})
+    for note in notes:
         _console.print(f"[yellow]note:[/] {note}")
-    for lexicon_name, directory in result.value_dirs.items():
+    for lexicon_name, directory in value_dirs.items():
         _console.print(f"{lexicon_name}: tables and figures in {directory}")
     _console.print(f"report: {result.report}")
