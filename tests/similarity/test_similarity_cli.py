@@ -226,12 +226,15 @@ def tiny_models(tiny_model_dir) -> tuple[Path, Path]:
     return tiny_model_dir("llama", "reward"), tiny_model_dir("gemma2", "lm")
 
 
-def test_padded_batches_give_the_hidden_states_of_single_sequences(tiny_models) -> None:
+@pytest.mark.parametrize("which", [0, 1], ids=["llama-reward", "gemma2-lm"])
+def test_padded_batches_give_the_hidden_states_of_single_sequences(tiny_models, which: int) -> None:
+    """Shared prefix KV + right-padded batches == one plain forward pass per stimulus (Gemma-2's
+    sliding-window layers included)."""
     from rewardlens.models.heads import backbone_of
     from rewardlens.models.loading import load_model
     from rewardlens.models.templates import make_template
 
-    loaded = load_model(str(tiny_models[0]), device="cpu", dtype="float32")
+    loaded = load_model(str(tiny_models[which]), device="cpu", dtype="float32")
     template = make_template(loaded.tokenizer, None)
     prompt = "What is the best thing ever?"
     for pool in ("last", "mean"):

@@ -8,10 +8,14 @@ sequence is pooled to one vector per layer:
 
 - `last`: the last real token, where a reward model reads its score;
 - `mean`: the mean over the response's own tokens (the template's prefix and suffix left out).
+
+Batches are right-padded; padding never changes a real token's hidden state (causal attention, the
+padded keys masked), which the tests check against single unpadded sequences.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -63,15 +67,50 @@ def encode_stimulus(tokenizer: Any, template: Any | None, prompt: str | None, st
     return Encoded(ids, start, stop)
 
 
-def _pooled(hidden: torch.Tensor, batch: Sequence[Encoded], pool: str) -> torch.Tensor:
-    """(batch, d) from (batch, tokens, d) hidden states of right-padded sequences, in float64."""
+def _pooled(hidden: torch.Tensor, batch: Sequence[Encoded], pool: str, offset: int) -> torch.Tensor:
+    """(batch, d) float64 from (batch, tokens, d) hidden states of right-padded sequences whose first
+    `offset` ids were not fed (they came from a shared prefix cache)."""
     rows = []
     for row, encoded in enumerate(batch):
         if pool == "last":
-            rows.append(hidden[row, len(encoded.ids) - 1])
+            rows.append(hidden[row, len(encoded.ids) - 1 - offset].double())
         else:
-            rows.append(hidden[row, encoded.start : encoded.stop].double().mean(dim=0))
-    return torch.stack([row.double() for row in rows])
+            rows.append(hidden[row, encoded.start - offset : encoded.stop - offset].double().mean(dim=0))
+    return torch.stack(rows)
+
+
+def _shared_prefix(encoded: Sequence[Encoded]) -> int:
+    """Length of the ids every stimulus starts with and that end before every response (0: none)."""
+    first = encoded[0].ids
+    length = min(item.start for item in encoded)
+    for item in encoded[1:]:
+        length = min(length, _common_prefix(first[:length], item.ids))
+    return length
+
+
+def _hidden_states(
+    body: torch.nn.Module, batch: Sequence[Encoded], offset: int, prefix_cache: Any, device: torch.device
+) -> tuple[torch.Tensor, ...]:
+    """Hidden states of every layer for the ids after `offset`, on top of a copy of the prefix's KV."""
+    from rewardlens.engine.padding import pad_right
+
+    ids, mask = pad_right([item.ids[offset:] for item in batch], device)
+    if prefix_cache is None:
+        return tuple(body(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states)
+    width = ids.shape[1]
+    ones = torch.ones((len(batch), offset), dtype=mask.dtype, device=device)
+    positions = (offset + torch.arange(width, device=device))[None].expand(len(batch), width)
+    cache = copy.deepcopy(prefix_cache)
+    cache.batch_repeat_interleave(len(batch))
+    output = body(
+        input_ids=ids,
+        attention_mask=torch.cat([ones, mask], 1),
+        position_ids=positions,
+        cache=cache,
+        use_cache=True,
+        output_hidden_states=True,
+    )
+    return tuple(output.hidden_states)
 
 
 def layer_activations(
@@ -86,7 +125,12 @@ def layer_activations(
     device: torch.device | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> list[np.ndarray]:
-    """One float32 array (stimuli x hidden size) per layer: embeddings first, then every block."""
+    """One float32 array (stimuli x hidden size) per layer: embeddings first, then every block.
+
+    The template's prefix (system prompt, question) is the same for every stimulus: its KV is
+    computed once and each batch continues from a copy of it, as the cached scoring engine does
+    (tested against one plain forward pass per stimulus).
+    """
     if pool not in POOLS:
         raise UserError(f"unknown pooling {pool!r}; choose from: {', '.join(POOLS)}")
     if not stimuli:
@@ -97,27 +141,20 @@ def layer_activations(
 
     body = backbone_of(model)
     device = device or next(model.parameters()).device
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     encoded = [encode_stimulus(tokenizer, template, prompt, text) for text in stimuli]
-    per_layer: list[list[np.ndarray]] | None = None
-    for first in range(0, len(encoded), batch_size):
-        batch = encoded[first : first + batch_size]
-        width = max(len(item.ids) for item in batch)
-        input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-        attention = torch.zeros((len(batch), width), dtype=torch.long)
-        for row, item in enumerate(batch):
-            input_ids[row, : len(item.ids)] = torch.tensor(item.ids)
-            attention[row, : len(item.ids)] = 1
-        with torch.inference_mode():
-            output = body(
-                input_ids=input_ids.to(device), attention_mask=attention.to(device), output_hidden_states=True
-            )
-        states = output.hidden_states
-        if per_layer is None:
-            per_layer = [[] for _ in states]
-        for layer, hidden in enumerate(states):
-            per_layer[layer].append(_pooled(hidden, batch, pool).float().cpu().numpy())
-        if progress:
-            progress(len(batch))
-    assert per_layer is not None
+    offset = _shared_prefix(encoded) if template is not None else 0
+    prefix_cache = None
+    with torch.inference_mode():
+        if offset:
+            prefix = torch.tensor([encoded[0].ids[:offset]], device=device)
+            prefix_cache = body(input_ids=prefix, use_cache=True).cache
+        per_layer: list[list[np.ndarray]] = []
+        for first in range(0, len(encoded), batch_size):
+            batch = encoded[first : first + batch_size]
+            states = _hidden_states(body, batch, offset, prefix_cache, device)
+            per_layer = per_layer or [[] for _ in states]
+            for layer, hidden in enumerate(states):
+                per_layer[layer].append(_pooled(hidden, batch, pool, offset).float().cpu().numpy())
+            if progress:
+                progress(len(batch))
     return [np.concatenate(blocks) for blocks in per_layer]
