@@ -104,12 +104,16 @@ def _check_template_option(template: str, role: str) -> None:
         )
 
 
+def _not_a_language_model(role: str, name: str) -> UserError:
+    return UserError(
+        f"the {role} model '{name}' is a reward model (a score head), not a causal language model; "
+        "implicit rewards need two language models"
+    )
+
+
 def require_language_model(scorer: Any, role: str) -> None:
     if getattr(scorer, "kind", None) != "lm":
-        raise UserError(
-            f"the {role} model '{scorer.name}' is a reward model (a score head), not a causal language model; "
-            "implicit rewards need two language models"
-        )
+        raise _not_a_language_model(role, scorer.name)
 
 
 def _loaded_language_model(spec: str, role: str, template: str, model_options: dict[str, Any]) -> Any:
@@ -133,10 +137,7 @@ def load_language_model(spec: str, role: str, template: str, **model_options: An
     """A log-probability scorer for the policy or the reference; one-line errors name the role's option."""
     scorer = _loaded_language_model(spec, role, template, model_options)
     if scorer is None:
-        raise UserError(
-            f"the {role} model '{spec}' is a reward model (a score head), not a causal language model; "
-            "implicit rewards need two language models"
-        )
+        raise _not_a_language_model(role, spec)
     return scorer
 
 
