@@ -349,3 +349,14 @@ def test_layers_bad_input(run_cli, tiny_models, tmp_path: Path, extra: list[str]
     result = run_cli(*args, *extra)
     assert result.exit_code == 2
     assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_stimuli_from_a_text_file_or_a_lexicon(tmp_path: Path) -> None:
+    from rewardlens.similarity.layers import load_stimuli, model_labels
+
+    listing = tmp_path / "words.txt"
+    listing.write_text("kind\n\n  brave \nkind\ncruel\n")
+    assert load_stimuli(str(listing)) == ["kind", "brave", "cruel"]
+    nouns = load_stimuli("big2-nouns")
+    assert len(nouns) == len(set(nouns)) > 200
+    assert model_labels(["/models/rm/", "/other/rm", "base"]) == ["rm", "rm#2", "base"]
