@@ -174,3 +174,10 @@ def test_manifest_is_valid_json_after_every_step(tmp_path: Path) -> None:
     store.write_shard("p0", _frame("a", range(3)))
     store.finish()
     assert json.loads((tmp_path / "run.json").read_text())["complete"] is True
+
+
+def test_package_level_entry_points_are_the_run_store() -> None:
+    import rewardlens
+    from rewardlens import runs
+
+    assert rewardlens.load_run is runs.load_run and rewardlens.query is runs.query

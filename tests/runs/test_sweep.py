@@ -156,3 +156,20 @@ def test_prompt_metadata_does_not_make_another_run(reward_scorer: Any, tmp_path:
     renamed = [replace(PROMPTS[0], id="renamed"), PROMPTS[1]]
     with pytest.raises(UserError, match="another prompt set"):
         run_sweep(reward_scorer, renamed, tmp_path, tokens="0:20")
+
+
+def test_sweep_from_a_model_spec_refuses_another_run_before_loading(
+    tiny_model_dir: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = str(tiny_model_dir("llama", "reward"))
+    summary = run_sweep(model, PROMPTS[:1], tmp_path, tokens="0:20", device="cpu")
+    assert summary.complete and read_manifest(tmp_path)["model_spec"] == model
+
+    import rewardlens.scorers
+
+    def no_loading(*_: Any, **__: Any) -> None:
+        raise AssertionError("the model was loaded before the refusal")
+
+    monkeypatch.setattr(rewardlens.scorers, "load_scorer", no_loading)
+    with pytest.raises(UserError, match="another tokens"):
+        run_sweep(model, PROMPTS[:1], tmp_path, tokens="0:30", device="cpu")
