@@ -29,8 +29,7 @@ def rv(x: np.ndarray, y: np.ndarray, center: bool = True) -> float:
     if center:
         x, y = centred(x), centred(y)
     return float(
-        np.trace(x @ x.T @ y @ y.T)
-        / np.sqrt(np.trace((x @ x.T) @ (x @ x.T)) * np.trace((y @ y.T) @ (y @ y.T)))
+        np.trace(x @ x.T @ y @ y.T) / np.sqrt(np.trace((x @ x.T) @ (x @ x.T)) * np.trace((y @ y.T) @ (y @ y.T)))
     )
 
 
@@ -65,9 +64,7 @@ def unbiased_hsic(k: np.ndarray, l_: np.ndarray, ids: np.ndarray | None = None) 
     l_[same] = 0
     one = np.ones(n)
     value = (
-        np.trace(k @ l_)
-        + (one @ k @ one) * (one @ l_ @ one) / ((n - 1) * (n - 2))
-        - 2 / (n - 2) * (one @ k @ l_ @ one)
+        np.trace(k @ l_) + (one @ k @ one) * (one @ l_ @ one) / ((n - 1) * (n - 2)) - 2 / (n - 2) * (one @ k @ l_ @ one)
     )
     return float(value / (n * (n - 3)))
 

@@ -84,9 +84,7 @@ def test_arrays_passes_measure_options(run_cli, arrays) -> None:
     assert result.exit_code == 0, result.stderr
     printed = json.loads(result.stdout)
     assert printed["options"] == {"center": False, "rdm": "euclidean", "compare": "pearson"}
-    assert printed["value"] == pytest.approx(
-        NAIVE["rsa"](x, y, "euclidean", "pearson", center=False), abs=1e-12
-    )
+    assert printed["value"] == pytest.approx(NAIVE["rsa"](x, y, "euclidean", "pearson", center=False), abs=1e-12)
 
 
 def test_arrays_table_and_measures_listing(run_cli, arrays) -> None:

@@ -164,9 +164,7 @@ def test_compare_models_ranks_candidates_with_paired_differences() -> None:
     result = compare_models(candidates, repetitions, "rv2", bootstrap=200, seed=1, splits=10)
     scores = result.scores.set_index("model")
     mean_target = repetitions.mean(axis=0)
-    assert scores.loc["close", "value"] == pytest.approx(
-        NAIVE["rv2"](candidates["close"], mean_target), abs=1e-10
-    )
+    assert scores.loc["close", "value"] == pytest.approx(NAIVE["rv2"](candidates["close"], mean_target), abs=1e-10)
     assert scores.loc["close", "ci_low"] > scores.loc["far", "ci_high"]
     difference = result.differences.iloc[0]
     assert (difference.model_a, difference.model_b) == ("close", "far")

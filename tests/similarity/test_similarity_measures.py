@@ -119,9 +119,9 @@ def test_declared_invariances_hold(measure: str, options: dict, shape: str) -> N
     for invariance in declared:
         if invariance == INVERTIBLE_LINEAR and shape == "n<d":
             continue  # with d >= n CCA is trivially 1 either way; tested on the feature side
-        assert compare(_transformed(x, invariance), y, measure, **options) == pytest.approx(
-            reference, abs=1e-8
-        ), invariance
+        assert compare(_transformed(x, invariance), y, measure, **options) == pytest.approx(reference, abs=1e-8), (
+            invariance
+        )
 
 
 @pytest.mark.parametrize("measure", ["linear-cka", "rv2", "debiased-cka", "procrustes"])
@@ -129,9 +129,7 @@ def test_kernel_and_shape_measures_are_not_invariant_to_general_linear_maps(meas
     """The negative control of Kornblith et al.'s demo: only CCA ignores invertible linear transforms."""
     x, y = related(60, 7, 5, seed=2)
     assert INVERTIBLE_LINEAR not in get_measure(measure).invariances
-    assert compare(_transformed(x, INVERTIBLE_LINEAR), y, measure) != pytest.approx(
-        compare(x, y, measure), abs=1e-3
-    )
+    assert compare(_transformed(x, INVERTIBLE_LINEAR), y, measure) != pytest.approx(compare(x, y, measure), abs=1e-3)
 
 
 def test_correlation_rdm_is_not_rotation_invariant_and_does_not_claim_it() -> None:
@@ -230,9 +228,7 @@ def test_rsa_matches_rsatoolbox(rdm: str, ours: str, theirs: str) -> None:
     from rsatoolbox.rdm import compare as rdm_compare
 
     x, y = related(25, 8, 6, seed=13)
-    expected = rdm_compare(calc_rdm(Dataset(x), method=rdm), calc_rdm(Dataset(y), method=rdm), method=theirs)[
-        0, 0
-    ]
+    expected = rdm_compare(calc_rdm(Dataset(x), method=rdm), calc_rdm(Dataset(y), method=rdm), method=theirs)[0, 0]
     # rsatoolbox does not centre columns before its RDMs.
     assert compare(x, y, "rsa", rdm=rdm, compare=ours, center=False) == pytest.approx(expected, abs=1e-10)
 
@@ -245,6 +241,4 @@ def test_linear_cka_matches_rsatoolbox_cosine_cov() -> None:
 
     x, y = related(25, 8, 6, seed=14)
     rdms = calc_rdm(Dataset(x), method="euclidean"), calc_rdm(Dataset(y), method="euclidean")
-    assert compare(x, y, "linear-cka") == pytest.approx(
-        rdm_compare(*rdms, method="cosine_cov")[0, 0], abs=1e-10
-    )
+    assert compare(x, y, "linear-cka") == pytest.approx(rdm_compare(*rdms, method="cosine_cov")[0, 0], abs=1e-10)

@@ -23,9 +23,7 @@ def layer_matrix(frame: pd.DataFrame, model_a: str, model_b: str, measure: str) 
     return matrix
 
 
-def layer_heatmap(
-    frame: pd.DataFrame, model_a: str, model_b: str, larger_is_more_similar: dict[str, bool]
-) -> Figure:
+def layer_heatmap(frame: pd.DataFrame, model_a: str, model_b: str, larger_is_more_similar: dict[str, bool]) -> Figure:
     """Panels for every measure in `frame` for this pair; distances use a reversed colour map."""
     measures = list(dict.fromkeys(frame[(frame.model_a == model_a) & (frame.model_b == model_b)].measure))
     figure, axes = plt.subplots(1, len(measures), figsize=(4.2 * len(measures), 4), squeeze=False)
