@@ -142,6 +142,24 @@ def plan_shards(prompts: Sequence[Prompt], candidate_ids: np.ndarray, shard_size
     return shards
 
 
+def _embedding_rows(scorer: Any) -> int | None:
+    model = getattr(scorer, "model", None)
+    embeddings = model.get_input_embeddings() if model is not None else None
+    return getattr(embeddings, "num_embeddings", None)
+
+
+def _within_model(scorer: Any, candidates: pd.DataFrame) -> tuple[pd.DataFrame, list[int]]:
+    """Leave out tokenizer ids the model has no embedding for (some tokenizers add tokens past it)."""
+    rows = _embedding_rows(scorer)
+    if rows is None:
+        return candidates, []
+    outside = candidates["token_id"].to_numpy() >= rows
+    if outside.all():
+        raise UserError(f"--tokens: every selected id is past the model's {rows} embeddings")
+    dropped = [int(i) for i in candidates.loc[outside, "token_id"]]
+    return candidates[~outside].reset_index(drop=True), dropped
+
+
 def prepare_sweep(
     scorer: Any,
     prompts: Sequence[Prompt],
@@ -168,6 +186,7 @@ def prepare_sweep(
     identity = early_identity(spec, prompts, tokens, include_special)
     refuse_other_run_early(out_dir, identity, overwrite)
     candidates = select_tokens(scorer.tokenizer, tokens, include_special)
+    candidates, unscorable = _within_model(scorer, candidates)
     manifest = {
         **identity,
         "model": scorer.name,
@@ -184,6 +203,7 @@ def prepare_sweep(
         "batch_size": batch_size,
         "shard_size": shard_size,
         "candidates_per_prompt": len(candidates),
+        "ids_without_embedding": unscorable,
         "rows_expected": len(candidates) * len(prompts),
     }
     store = RunStore(out_dir, manifest, identity_keys=IDENTITY_KEYS, overwrite=overwrite)

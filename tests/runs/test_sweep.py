@@ -173,3 +173,15 @@ def test_sweep_from_a_model_spec_refuses_another_run_before_loading(
     monkeypatch.setattr(rewardlens.scorers, "load_scorer", no_loading)
     with pytest.raises(UserError, match="another tokens"):
         run_sweep(model, PROMPTS[:1], tmp_path, tokens="0:30", device="cpu")
+
+
+def test_ids_past_the_model_embeddings_are_left_out_and_recorded(
+    tiny_model_dir: Callable[..., Path], tmp_path: Path
+) -> None:
+    scorer = load_scorer(str(tiny_model_dir("qwen2", "reward")), device="cpu")
+    rows = scorer.model.get_input_embeddings().num_embeddings
+    scorer.tokenizer.add_tokens(["<a_token_without_embedding>"])
+    assert len(scorer.tokenizer) == rows + 1
+    summary = run_sweep(scorer, PROMPTS[:1], tmp_path, include_special=True)
+    assert summary.complete and set(load_run(tmp_path)["token_id"]) == set(range(rows))
+    assert read_manifest(tmp_path)["ids_without_embedding"] == [rows]
