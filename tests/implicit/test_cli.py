@@ -39,6 +39,9 @@ def test_cli_vocab_run_then_top_and_runs(run_cli, tiny_model_dir, tmp_path) -> N
     assert records[0]["token_id"] == int(best.index[0])
     listed = run_cli("runs", out, "--json")
     assert listed.exit_code == 0 and json.loads(listed.stdout)[0]["kind_of_run"] == "implicit"
+    tokens = run_cli("analyze", "tokens", out, "--out", tmp_path / "tokens", "--k", "3", "--no-figures")
+    assert tokens.exit_code == 0, tokens.stderr
+    assert (tmp_path / "tokens" / "top_bottom.csv").is_file()
 
 
 def test_cli_lexicon_run_prints_the_summary(run_cli, tiny_model_dir, tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -58,7 +58,8 @@ def load_token_runs(run_dirs: Sequence[str | os.PathLike[str]]) -> TokenRuns:
     for run_dir in run_dirs:
         manifest = read_manifest(run_dir)
         kind = manifest.get("kind_of_run")
-        if kind != "sweep":
+        # Implicit-reward runs over the whole vocabulary carry the same columns as sweeps.
+        if kind not in ("sweep", "implicit"):
             raise UserError(
                 f"{run_dir} is not a sweep run (kind_of_run {kind!r}); token analyses need sweeps"
             )
