@@ -207,6 +207,8 @@ def load_base(spec: str, device: torch.device, lora: bool, seed: int) -> tuple[n
         raise UserError(f"cannot load base '{spec}' with a score head: {str(err).splitlines()[0][:200]}") from None
     finally:
         hf_logging.set_verbosity(verbosity)
+    if resolved.gguf_file:
+        _forget_gguf_quantization(model)
     # The new head is trained in full (peft's modules_to_save): float32 masters, so that lr-1e-5 updates are not
     # lost to bfloat16 rounding; autocast computes it in bf16 like the rest. LoRA adapters are float32 already.
     score_module(model).float()
@@ -216,6 +218,15 @@ def load_base(spec: str, device: torch.device, lora: bool, seed: int) -> tuple[n
     info = {"spec": spec, "resolved_path": str(resolved.directory / (resolved.gguf_file or "")),
             "name": resolved.display_name, "dtype": str(dtype).removeprefix("torch.")}
     return model, tokenizer, info
+
+
+def _forget_gguf_quantization(model: Any) -> None:
+    """GGUF weights are dequantized into ordinary float tensors when loaded; the quantizer left on the model
+    would only make the Trainer refuse to train it, and the saved checkpoints claim to be GGUF-quantized."""
+    model.hf_quantizer = None
+    model.is_quantized = False
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
 
 
 def score_module(model: nn.Module) -> nn.Module:
