@@ -97,3 +97,26 @@ def test_killed_worker_has_its_shards_redone_exactly_once(
     assert manifest["requeued"] == stats.requeued and manifest["duplicates_dropped"] == 0
     words_rows = _same_run(tmp_path / "words-single", tmp_path / "words-ray", WORDS_IDENTITY)
     assert not words_rows.duplicated(["prompt_id", "response"]).any()
+
+
+def test_audit_on_ray_runs_as_a_study_with_the_audit_layout(
+    tmp_path: Path, tiny_model_dir: Callable[..., Path], small_lexicon: Path, four_prompts: Path
+) -> None:
+    from rewardlens.study import audit_study, run_study
+
+    model = str(tiny_model_dir("llama", "reward"))
+    out = tmp_path / "audit"
+    # What `rewardlens audit --ray` runs (with the bundled value54 in place of four prompts, to stay quick).
+    plan = audit_study(
+        [model], lexicons=[str(small_lexicon)], tokens="0:40", word_prompts=str(four_prompts), n_permutations=20,
+        dtype="float32",
+    )  # fmt: skip
+    result = run_study(plan, out, ray=RayOptions(workers=1))
+    assert result.models[0].loaded
+    runs = out / "models" / Path(model).name
+    for run in (runs / "sweep", runs / "words-big2-nouns", runs / "words-small"):
+        manifest = read_manifest(run)
+        assert manifest["complete"] and manifest["workers"]["backend"] == "ray", run
+    assert (out / "values-big2-nouns" / "summary.csv").is_file() and (out / "report.html").is_file()
+    again = run_study(plan, out, ray=RayOptions(workers=1))  # complete: no model loaded, no actor started
+    assert not again.models[0].loaded and again.skipped_jobs == 3

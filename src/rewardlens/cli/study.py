@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from rewardlens.cli.apps import app
+from rewardlens.cli.apps import app, bench_app
 from rewardlens.errors import UserError
 
 if TYPE_CHECKING:
@@ -155,6 +155,35 @@ def _print_recipes(recipes: dict[str, str], as_json: bool) -> None:
     for name, description in recipes.items():
         table.add_row(name, description)
     Console().print(table)
+
+
+@bench_app.command("ray")
+def bench_ray(
+    model: Annotated[str, typer.Option("--model", "-m", help="Model (a causal LM gets a random score head).")] = (
+        "smollm2-135m-instruct"
+    ),
+    candidates: Annotated[int, typer.Option("--candidates", "-n", help="Candidate token ids 0..N-1.")] = 1024,
+    shard_size: Annotated[int, typer.Option("--shard-size", help="Candidates per shard (the queue's unit).")] = 128,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Sequences per batch.")] = 64,
+    workers: Annotated[list[int] | None, typer.Option("--workers", help="Pool sizes to time (repeatable).")] = None,
+    ray: RayOption = None,
+    dtype: Annotated[str, typer.Option(help="auto|float32|bfloat16|float16.")] = "auto",
+    device: Annotated[str, typer.Option(help="auto|cpu|cuda[:N].")] = "auto",
+) -> None:
+    """Sweep throughput in this process and on Ray pools of 1..N workers (model loading excluded); JSON."""
+    from rewardlens.distributed.bench import benchmark_ray
+
+    result = benchmark_ray(
+        model,
+        candidates=candidates,
+        shard_size=shard_size,
+        batch_size=batch_size,
+        workers=workers or [1, 2],
+        address=None if ray in (None, LOCAL_RAY) else ray,
+        dtype=dtype,
+        device=device,
+    )
+    typer.echo(json.dumps(result))
 
 
 __all__ = ["DeviceMapOption", "GpusPerWorkerOption", "RayOption", "WorkersOption", "expand_ray_flag", "ray_options"]
