@@ -72,6 +72,7 @@ TOP_KEYS = (
     "models",
     "sweep",
     "words",
+    "implicit",
     "analyses",
     "engine",
     "permutations",
@@ -79,6 +80,9 @@ TOP_KEYS = (
 )
 SWEEP_KEYS = ("prompts", "tokens", "include_special", "shard_size")
 WORDS_KEYS = ("prompts", "lexicons")
+IMPLICIT_KEYS = ("prompts", "responses", "measure", "beta", "pairs")
+PAIR_KEYS = ("policy", "reference", "name", "policy_template", "reference_template")
+MEASURES = ("log-ratio", "mwlr")
 RECIPES_PACKAGE = "rewardlens.data"
 RECIPES_DIR = "recipes"
 
@@ -132,11 +136,32 @@ class WordsJob:
 
 
 @dataclass(frozen=True)
+class ImplicitPair:
+    policy: str
+    reference: str
+    name: str
+    policy_template: str = "chat"
+    reference_template: str = "plain-nospace"
+
+
+@dataclass(frozen=True)
+class ImplicitJob:
+    """Implicit rewards of policy/reference pairs; `responses`: "vocab" or a lexicon."""
+
+    pairs: tuple[ImplicitPair, ...]
+    prompts: str = "value54"
+    responses: str = "vocab"
+    measure: str = "log-ratio"
+    beta: float = 1.0
+
+
+@dataclass(frozen=True)
 class Study:
     name: str
     models: tuple[StudyModel, ...]
     sweep: SweepJob | None = None
     words: WordsJob | None = None
+    implicit: ImplicitJob | None = None
     analyses: tuple[str, ...] = ()
     description: str = ""
     engine: str = "cached"
@@ -144,20 +169,30 @@ class Study:
     seed: int = 0
     source: str = ""
     family_options: tuple[str, ...] = ()  # `KEY=FAMILY` strings, as `--family` of `rewardlens audit`
+    implicit_options: dict[str, Any] = field(default_factory=dict)  # loading options of the pairs (defaults)
 
     def to_yaml(self) -> str:
         """The validated study as a study file (paths resolved), written into OUT."""
         document: dict[str, Any] = {"name": self.name}
         if self.description:
             document["description"] = self.description
-        document["models"] = [
-            {("model" if key == "spec" else key): value for key, value in asdict(model).items() if value is not None}
-            for model in self.models
-        ]
+        if self.implicit_options:
+            document["defaults"] = dict(self.implicit_options)
+        if self.models:
+            document["models"] = [
+                {
+                    ("model" if key == "spec" else key): value
+                    for key, value in asdict(model).items()
+                    if value is not None
+                }
+                for model in self.models
+            ]
         if self.sweep:
             document["sweep"] = asdict(self.sweep)
         if self.words:
             document["words"] = {"prompts": self.words.prompts, "lexicons": list(self.words.lexicons)}
+        if self.implicit:
+            document["implicit"] = {**asdict(self.implicit), "pairs": [asdict(p) for p in self.implicit.pairs]}
         document.update(
             analyses=list(self.analyses), engine=self.engine, permutations=self.permutations, seed=self.seed
         )
@@ -298,12 +333,53 @@ def _lexicon(spec: Any, source: str, path: str, base: Path | None) -> str:
     return resolved
 
 
+def _implicit_job(value: Any, defaults: dict[str, Any], source: str, base: Path | None) -> ImplicitJob:
+    fields = _check_keys(value, IMPLICIT_KEYS, source, "implicit")
+    entries = fields.get("pairs")
+    if not entries or not isinstance(entries, list):
+        raise UserError(f"{source}: implicit.pairs must list policy/reference pairs")
+    pairs = []
+    for index, entry in enumerate(entries):
+        path = f"implicit.pairs[{index}]"
+        pair = _check_keys(entry, PAIR_KEYS, source, path)
+        specs = []
+        for role in ("policy", "reference"):
+            if not pair.get(role):
+                raise UserError(f"{source}: {path} names no {role} model")
+            spec = _local_path(str(_typed(pair[role], str, source, f"{path}.{role}", "a string")), base)
+            _check_model_exists(spec, source, f"{path}.{role}")
+            specs.append(spec)
+        name = pair.get("name") or f"{model_slug(specs[0])}-vs-{model_slug(specs[1])}"
+        pairs.append(
+            ImplicitPair(
+                specs[0],
+                specs[1],
+                str(name),
+                str(pair.get("policy_template", "chat")),
+                str(pair.get("reference_template", "plain-nospace")),
+            )
+        )
+    responses = str(fields.get("responses", "vocab"))
+    if responses != "vocab":
+        responses = _lexicon(responses, source, "implicit.responses", base)
+    beta = _typed(fields.get("beta", 1.0), (int, float), source, "implicit.beta", "a number")
+    return ImplicitJob(
+        pairs=tuple(pairs),
+        prompts=_prompt_set(fields.get("prompts", "value54"), source, "implicit.prompts", base),
+        responses=responses,
+        measure=_choice(fields.get("measure", "log-ratio"), MEASURES, source, "implicit.measure"),
+        beta=float(beta),
+    )
+
+
 def parse_study(document: Any, source: str = "study", base: Path | None = None) -> Study:
     """Validate a study (the parsed YAML); every problem is one line naming the key."""
     top = _check_keys(document, TOP_KEYS, source, "")
     defaults = _check_keys(top.get("defaults") or {}, DEFAULT_KEYS, source, "defaults")
     entries = top.get("models")
-    if not entries:
+    if entries is None and top.get("implicit") is not None and top.get("sweep") is None and top.get("words") is None:
+        entries = []  # a study of implicit rewards only: its models are the pairs
+    elif not entries:
         raise UserError(f"{source}: no models (add a 'models:' list)")
     if not isinstance(entries, list):
         raise UserError(f"{source}: models must be a list")
@@ -339,8 +415,9 @@ def parse_study(document: Any, source: str = "study", base: Path | None = None) 
             prompts=_prompt_set(fields.get("prompts", "value54"), source, "words.prompts", base),
             lexicons=tuple(_lexicon(x, source, f"words.lexicons[{i}]", base) for i, x in enumerate(lexicons)),
         )
-    if sweep is None and words is None:
-        raise UserError(f"{source}: no jobs (add 'sweep:' and/or 'words:')")
+    implicit = _implicit_job(top["implicit"], defaults, source, base) if top.get("implicit") is not None else None
+    if sweep is None and words is None and implicit is None:
+        raise UserError(f"{source}: no jobs (add 'sweep:', 'words:' and/or 'implicit:')")
 
     analyses_value = top.get("analyses") or []
     if not isinstance(analyses_value, list):
@@ -359,6 +436,8 @@ def parse_study(document: Any, source: str = "study", base: Path | None = None) 
         models=models,
         sweep=sweep,
         words=words,
+        implicit=implicit,
+        implicit_options={key: defaults[key] for key in ("dtype", "device", "trust_remote_code") if key in defaults},
         analyses=analyses,
         engine=_choice(top.get("engine", "cached"), ENGINES, source, "engine"),
         permutations=permutations,
@@ -464,6 +543,7 @@ class StudyResult:
     models: list[ModelRuns]
     value_dirs: dict[str, Path] = field(default_factory=dict)
     tokens_dir: Path | None = None
+    implicit_dirs: dict[str, Path] = field(default_factory=dict)
     report: Path | None = None
     skipped_jobs: int = 0
     notes: list[str] = field(default_factory=list)
@@ -560,8 +640,43 @@ def run_study(
                         engine=study.engine,
                         phase=phase,
                     )
+    if study.implicit:
+        _run_implicit(study, study.implicit, root, ray, result, phase)
     _analyse(study, result, phase)
     return result
+
+
+def _run_implicit(
+    study: Study, job: ImplicitJob, root: Path, ray: Any, result: StudyResult, phase: PhaseProgress
+) -> None:
+    from rewardlens.prompts import load_prompts
+
+    prompts = load_prompts(job.prompts)
+    for pair in job.pairs:
+        target = root / "implicit" / pair.name
+        result.implicit_dirs[pair.name] = target
+        if _complete(target, f"implicit:{pair.policy}|{pair.reference}"):  # the run's model_spec
+            result.skipped_jobs += 1
+            continue
+        options: dict[str, Any] = {
+            "vocab": job.responses == "vocab",
+            "lexicon": None if job.responses == "vocab" else job.responses,
+            "measure": job.measure,
+            "beta": job.beta,
+            "policy_template": pair.policy_template,
+            "reference_template": pair.reference_template,
+            "engine": study.engine,
+            "progress": phase(f"implicit {pair.name}", 0, 0),
+            **study.implicit_options,
+        }
+        if ray is not None:
+            from rewardlens.distributed import implicit_on_ray
+
+            implicit_on_ray(pair.policy, pair.reference, prompts, target, ray, **options)
+        else:
+            from rewardlens.implicit import run_implicit
+
+            run_implicit(pair.policy, pair.reference, prompts, target, **options)
 
 
 def _families(study: Study, result: StudyResult, lexicon: str) -> list[str]:
@@ -609,6 +724,8 @@ def _analyse(study: Study, result: StudyResult, phase: PhaseProgress) -> None:
 
 
 __all__ = [
+    "ImplicitJob",
+    "ImplicitPair",
     "ModelRuns",
     "audit_study",
     "Study",

@@ -125,6 +125,10 @@ BAD_STUDIES = {
     "unknown prompt set": ({"sweep": {"prompts": "no-such-set"}}, "sweep.prompts"),
     "unknown lexicon": ({"words": {"lexicons": ["no-such-lexicon"]}}, "words.lexicons[0]"),
     "bad dtype": ({"models": [{"model": "MODEL", "dtype": "float8"}]}, "models[0].dtype"),
+    "implicit pair without reference": (
+        {"implicit": {"pairs": [{"policy": "MODEL"}]}},
+        "implicit.pairs[0] names no reference model",
+    ),
 }
 
 
@@ -169,3 +173,30 @@ def test_bad_options_exit_2(
         stderr = result.stderr.strip()  # type: ignore[attr-defined]
         assert result.exit_code == 2 and message in stderr and len(stderr.splitlines()) == 1, (args, stderr)
     assert not ray.is_initialized()  # an unreachable address was refused before Ray was started
+
+
+def test_implicit_only_study_runs_and_resumes(
+    tmp_path: Path, tiny_model_dir: Callable[..., Path], four_prompts: Path
+) -> None:
+    policy, reference = tiny_model_dir("llama", "lm"), tiny_model_dir("qwen2", "lm")
+    path = _write(
+        tmp_path / "implicit.yaml",
+        {
+            "defaults": {"dtype": "float32", "device": "cpu"},
+            "implicit": {
+                "prompts": str(four_prompts),
+                "responses": "vocab",
+                "pairs": [{"policy": str(policy), "reference": str(reference), "name": "pair"}],
+            },
+        },
+    )
+    study = load_study(path)
+    result = run_study(study, tmp_path / "out")
+    run = result.implicit_dirs["pair"]
+    manifest = read_manifest(run)
+    assert manifest["complete"] and manifest["kind_of_run"] == "implicit"
+    rows = load_run(run)
+    assert set(rows["prompt_id"]) == {"best_ever_one", "worst_ever_one", "good_world_please", "bad_world_please"}
+    assert {"logp_policy", "logp_reference"} <= set(rows.columns)
+    again = run_study(load_study(tmp_path / "out" / "study.yaml"), tmp_path / "out")
+    assert again.skipped_jobs == 1
