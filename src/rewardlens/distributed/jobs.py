@@ -49,7 +49,7 @@ def _finish(store: RunStore, stats: QueueStats, pool: Pool, duplicates: list[str
         scoring_seconds=round(float(manifest.get("scoring_seconds", 0.0)) + stats.seconds, 3),
         workers={
             "backend": "ray" if pool.__class__.__name__ == "RayPool" else "local",
-            "workers": pool.size,
+            "workers": pool.planned_workers,
             **stats.to_dict(),
             "duplicates_dropped": len(duplicates),
         },

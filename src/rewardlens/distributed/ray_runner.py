@@ -228,7 +228,12 @@ class RayPool:
 
     @property
     def size(self) -> int:
+        """Live actors now (fewer than planned after a loss, until the replacement has loaded)."""
         return len(self.workers)
+
+    @property
+    def planned_workers(self) -> int:
+        return self.shape.workers
 
     def _start(self) -> Any:
         threads = str(self.shape.threads)
@@ -258,12 +263,14 @@ class RayPool:
             try:
                 loaded = ray.get(ref)
             except ray.exceptions.RayTaskError as err:
+                self.workers = list(starting.values())
                 self.close()
                 cause = task_cause(err)
                 if isinstance(cause, UserError):
                     raise UserError(str(cause)) from None
                 raise
             except ray.exceptions.RayActorError as err:
+                self.workers = list(starting.values())
                 self.close()
                 raise UserError(f"a Ray worker died while loading {self.spec}: {str(err).splitlines()[0]}") from None
             self.workers.append(actor)
@@ -370,6 +377,7 @@ class LocalPool:
         self.cache: dict[str, Any] = {}
         self.stats = QueueStats()
         self.size = 1
+        self.planned_workers = 1
 
     def run(
         self,
