@@ -120,3 +120,12 @@ def test_audit_on_ray_runs_as_a_study_with_the_audit_layout(
     assert (out / "values-big2-nouns" / "summary.csv").is_file() and (out / "report.html").is_file()
     again = run_study(plan, out, ray=RayOptions(workers=1))  # complete: no model loaded, no actor started
     assert not again.models[0].loaded and again.skipped_jobs == 3
+
+
+def test_a_model_that_cannot_load_is_one_user_error_from_the_workers(tmp_path: Path) -> None:
+    from rewardlens.errors import UserError
+
+    missing = tmp_path / "no-such-model"
+    with pytest.raises(UserError, match="does not exist") as caught:
+        RayPool(f"{missing}/", LOAD, RayOptions(workers=1))
+    assert len(str(caught.value).splitlines()) == 1
