@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+
 import pytest
 
 from rewardlens.cli.study import expand_ray_flag, ray_options
@@ -37,7 +39,11 @@ def test_ray_flag_takes_an_address_only_where_one_is_given() -> None:
 def test_ray_options_checks() -> None:
     assert ray_options(None, None) is None
     assert ray_options("local", 2) == RayOptions(address=None, workers=2)
-    assert ray_options("head:6379", None) == RayOptions(address="head:6379")
+    with socket.create_server(("127.0.0.1", 0)) as server:  # something answers at this address
+        address = f"127.0.0.1:{server.getsockname()[1]}"
+        assert ray_options(address, None) == RayOptions(address=address)
+    with pytest.raises(UserError, match=f"cannot reach the Ray cluster at {address}"):
+        ray_options(address, None)  # nothing answers there any more
     for ray, workers, gpus, message in (
         ("local", 0, 1.0, "--workers must be at least 1"),
         (None, 2, 1.0, "--workers needs --ray"),

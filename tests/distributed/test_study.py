@@ -166,6 +166,7 @@ def test_bad_options_exit_2(
         ),
         ("words", "--model", model, "--out", tmp_path / "d", "--ray", "ray://127.0.0.1:1"): "cannot reach",
         ("study", "no-such-recipe", "--out", tmp_path / "e"): "not a shipped recipe",
+        ("study", "value-biases-10rm", "--out", tmp_path / "f", "--ray", "127.0.0.1:1"): "cannot reach",
         ("study", "optimal-pessimal-10rm"): "--out",
     }
     for args, message in cases.items():
@@ -173,6 +174,7 @@ def test_bad_options_exit_2(
         stderr = result.stderr.strip()  # type: ignore[attr-defined]
         assert result.exit_code == 2 and message in stderr and len(stderr.splitlines()) == 1, (args, stderr)
     assert not ray.is_initialized()  # an unreachable address was refused before Ray was started
+    assert not any(tmp_path.iterdir())  # ... and before any directory was made
 
 
 def test_implicit_only_study_runs_and_resumes(

@@ -64,6 +64,7 @@ def expand_ray_flag(argv: Sequence[str]) -> list[str]:
 def ray_options(ray: str | None, workers: int | None, gpus_per_worker: float = 1.0) -> RayOptions | None:
     """The Ray settings of a command, checked before any work starts; None: run in this process."""
     from rewardlens.distributed import RayOptions, check_workers
+    from rewardlens.distributed.ray_runner import check_reachable
 
     check_workers(workers)
     if gpus_per_worker <= 0:
@@ -72,6 +73,8 @@ def ray_options(ray: str | None, workers: int | None, gpus_per_worker: float = 1
         if workers is not None:
             raise UserError("--workers needs --ray (the number of Ray scoring actors)")
         return None
+    if ray != LOCAL_RAY:
+        check_reachable(ray)  # seconds, before any directory is made or model loaded
     return RayOptions(address=None if ray == LOCAL_RAY else ray, workers=workers, gpus_per_worker=gpus_per_worker)
 
 

@@ -96,7 +96,7 @@ def _host_port(address: str) -> tuple[str, int] | None:
     return host.strip("[]"), int(port)
 
 
-def _check_reachable(address: str) -> None:
+def check_reachable(address: str) -> None:
     """Fail in seconds, with one line, where Ray itself would retry for a long time."""
     target = _host_port(address)
     if target is None:
@@ -125,7 +125,7 @@ def connect_ray(address: str | None = None) -> str:
         except ConnectionError:
             ray.init(include_dashboard=False, **quiet)
             return LOCAL
-    _check_reachable(address)
+    check_reachable(address)
     try:
         ray.init(address=address, **quiet)
     except (ConnectionError, RuntimeError, ValueError, TimeoutError) as err:
