@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from rewardlens.engine.attention import grouped_query_sdpa
 from rewardlens.engine.batched import run_batched
 from rewardlens.engine.cached import run_cached
 from rewardlens.engine.readouts import LogprobReadout, Readout, RewardReadout
@@ -27,12 +28,13 @@ def run_engine(
     progress: Callable[[int], None] | None = None,
 ) -> list[Any]:
     """Run `requests` through the named engine; results come back in request order."""
-    if engine == "cached":
-        return run_cached(backbone, readout, requests, device, batch_size, progress)
-    if engine == "batched":
-        return run_batched(backbone, readout, requests, device, batch_size, progress)
-    if engine == "reference":
-        return run_reference(backbone, readout, requests, device, progress)
+    with grouped_query_sdpa(device):
+        if engine == "cached":
+            return run_cached(backbone, readout, requests, device, batch_size, progress)
+        if engine == "batched":
+            return run_batched(backbone, readout, requests, device, batch_size, progress)
+        if engine == "reference":
+            return run_reference(backbone, readout, requests, device, progress)
     raise ValueError(f"unknown engine {engine!r}")
 
 

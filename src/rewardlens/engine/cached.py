@@ -48,8 +48,7 @@ def run_cached(
                 ones = torch.ones((len(chunk), n_prompt), dtype=mask.dtype, device=device)
                 attention = torch.cat([ones, mask], 1)
             positions = (n_prompt + torch.arange(width, device=device))[None].expand(len(chunk), width)
-            cache = copy.deepcopy(prompt_cache)
-            cache.batch_repeat_interleave(len(chunk))
+            cache = _repeat_prompt_cache(prompt_cache, len(chunk))
             hidden = backbone(
                 input_ids=ids,
                 attention_mask=attention,
@@ -64,3 +63,26 @@ def run_cached(
             if progress:
                 progress(len(chunk))
     return results
+
+
+def _repeat_prompt_cache(prompt_cache: Any, batch: int) -> Any:
+    """A copy of the prompt KV for `batch` continuations.
+
+    Cache layers keep `keys`/`values` and concatenate new states onto them in the forward pass, so a
+    broadcast view is enough: the concatenation materialises it once, instead of a repeat and then a
+    concatenation. Caches of another layout are repeated the documented way.
+    """
+    cache = copy.deepcopy(prompt_cache)
+    layers = getattr(cache, "layers", None) or []
+    expandable = layers and all(
+        isinstance(getattr(layer, name, None), torch.Tensor) and getattr(layer, name).shape[0] == 1
+        for layer in layers
+        for name in ("keys", "values")
+    )
+    if not expandable:
+        cache.batch_repeat_interleave(batch)
+        return cache
+    for layer in layers:
+        layer.keys = layer.keys.expand(batch, -1, -1, -1)
+        layer.values = layer.values.expand(batch, -1, -1, -1)
+    return cache
