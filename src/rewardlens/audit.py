@@ -197,7 +197,18 @@ def _analyse_and_report(
         notes.extend(f"{lexicon}: {note}" for note in reports[lexicon].notes)
         value_dirs[lexicon] = target
         tick(1)
-    report = write_report(root / "report.html", audits, reports)
+    token_html = ""
+    if len(audits) > 1:
+        # Agreement, framing, frequency and identity terms across the audited models' sweeps.
+        from rewardlens.analysis.tokens.api import analyze_token_runs
+        from rewardlens.report.token_plots import token_sections_html
+
+        tokens_dir = root / "tokens"
+        tick = phase("token analyses", 1, 0)
+        analyze_token_runs([audit.sweep_dir for audit in audits], tokens_dir, seed=seed)
+        token_html = token_sections_html(tokens_dir)
+        tick(1)
+    report = write_report(root / "report.html", audits, reports, extra_html=token_html)
     return AuditResult(root, audits, value_dirs, report, notes)
 
 

@@ -121,3 +121,17 @@ def test_audit_end_to_end_and_resume(
         n_permutations=50,
     )
     assert not again.models[0].loaded  # every run was complete: nothing loaded, nothing rescored
+
+
+def test_audit_of_two_models_adds_the_token_analyses(
+    tmp_path: Path, tiny_model_dir: Callable[..., Path], small_lexicon: Path, two_prompts: Path
+) -> None:
+    models = [str(tiny_model_dir("llama", "reward")), str(tiny_model_dir("qwen2", "reward"))]
+    result = run_audit(
+        models, tmp_path / "audit", lexicons=[str(small_lexicon)], tokens="0:60", word_prompts=str(two_prompts),
+        n_permutations=50,
+    )
+    agreement = pd.read_csv(tmp_path / "audit" / "tokens" / "agreement.csv")
+    assert len(agreement) >= 1 and agreement["kendall_tau"].between(-1, 1).all()
+    html = result.report.read_text()
+    assert "Token-level analyses" in html and html.count("data:image/png;base64,") >= 3

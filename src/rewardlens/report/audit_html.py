@@ -24,8 +24,10 @@ code { background: #f5f5f5; padding: 0 3px; } img { max-width: 100%; }
 """
 
 
-def write_report(path: Path, audits: Sequence[Any], value_reports: Mapping[str, Any]) -> Path:
-    """Write `path` from the audited models (runs on disk) and the value analyses."""
+def write_report(
+    path: Path, audits: Sequence[Any], value_reports: Mapping[str, Any], extra_html: str = ""
+) -> Path:
+    """Write `path` from the audited models (runs on disk), the value analyses and further HTML sections."""
     from rewardlens.runs import load_run, read_manifest
 
     parts = [f"<h1>rewardlens audit</h1><p>{_escape(_now())} &middot; {len(audits)} model(s)</p>"]
@@ -37,6 +39,8 @@ def write_report(path: Path, audits: Sequence[Any], value_reports: Mapping[str, 
     for lexicon, report in value_reports.items():
         parts.append(f"<h2>Value bias: {_escape(lexicon)}</h2>")
         parts.append(_values_section(report))
+    if extra_html:
+        parts.append(extra_html)
     document = (
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>rewardlens audit</title>"
         f"<style>{_STYLE}</style></head><body>{''.join(parts)}</body></html>\n"
