@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -13,6 +11,7 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+from cli_runner import CliResult, invoke  # noqa: E402
 from tiny_models import build_tiny_model  # noqa: E402
 
 ARCHES = ("llama", "gemma2", "qwen2")
@@ -33,27 +32,10 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Pa
     return make
 
 
-@dataclass
-class CliResult:
-    exit_code: int
-    stdout: str
-    stderr: str
-
-
 @pytest.fixture
 def run_cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Callable[..., CliResult]:
     """Run `rewardlens ARGS...` in-process through the real entry point (exit codes included)."""
-    from rewardlens.cli import main
-
     def run(*args: object) -> CliResult:
-        monkeypatch.setattr(sys, "argv", ["rewardlens", *map(str, args)])
-        capsys.readouterr()
-        try:
-            main()
-            code = 0
-        except SystemExit as exit_:
-            code = int(exit_.code or 0)
-        captured = capsys.readouterr()
-        return CliResult(code, captured.out, captured.err)
+        return CliResult(*invoke([str(a) for a in args], capsys))
 
     return run

@@ -15,25 +15,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rewardlens.cli import main
+from cli_runner import invoke as cli
 from rewardlens.runs import load_run, read_manifest, shard_files
 
 PROMPT_ARGS = ["-p", "What, in one word, is the best thing ever?", "-p", "Worst thing?"]
-
-
-def cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    """Run the console entry point in-process: (exit code, stdout, stderr)."""
-    old = sys.argv
-    sys.argv = ["rewardlens", *args]
-    try:
-        main()
-        code = 0
-    except SystemExit as exit_:
-        code = int(exit_.code or 0)
-    finally:
-        sys.argv = old
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 @pytest.fixture(scope="module")

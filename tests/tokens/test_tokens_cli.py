@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,8 +11,8 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from cli_runner import invoke as run_main
 from rewardlens.analysis.tokens import analyze_token_runs
-from rewardlens.cli import main
 from rewardlens.cli.apps import app
 from rewardlens.report.token_plots import token_sections_html
 from rewardlens.runs import write_run
@@ -49,20 +48,6 @@ def write_sweep(sweep: Callable[..., pd.DataFrame]) -> Callable[..., Path]:
         return write_run(directory, {"kind_of_run": kind, "model": model, "prompts": PROMPTS}, frame)
 
     return write
-
-
-def run_main(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    old = sys.argv
-    sys.argv = ["rewardlens", *argv]
-    try:
-        main()
-        code = 0
-    except SystemExit as exit_:
-        code = int(exit_.code or 0)
-    finally:
-        sys.argv = old
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 @pytest.fixture

@@ -5,13 +5,12 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from rewardlens.cli import main
+from cli_runner import CliResult
 from rewardlens.errors import UserError
 from rewardlens.imports import import_scores, read_scores_csv, scores_from_run
 from rewardlens.prompts import load_prompts
@@ -19,33 +18,8 @@ from rewardlens.runs import load_run
 from rewardlens.values import analyze_value_files
 
 
-@dataclass
-class Result:
-    returncode: int
-    stdout: str
-    stderr: str
-
-
-@pytest.fixture
-def run_cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Callable[..., Result]:
-    """`rewardlens ARGS...` in this process through the console entry point (`main`), exit code included."""
-
-    def run(*args: str) -> Result:
-        monkeypatch.setattr(sys, "argv", ["rewardlens", *args])
-        capsys.readouterr()
-        try:
-            main()
-            code = 0
-        except SystemExit as exit_:
-            code = int(exit_.code or 0)
-        captured = capsys.readouterr()
-        return Result(code, captured.out, captured.err)
-
-    return run
-
-
-def assert_user_error(result: Result, fragment: str) -> None:
-    assert result.returncode == 2, result.stderr
+def assert_user_error(result: CliResult, fragment: str) -> None:
+    assert result.exit_code == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and fragment in lines[0], result.stderr
 
@@ -116,20 +90,20 @@ def test_published_ten_rms_reproduce_the_paper(tmp_path: Path, published_dir: Pa
 
 
 def test_cli_analyze_values_on_a_mix_of_run_and_csv(
-    tmp_path: Path, published_dir: Path, run_cli: Callable[..., Result]
+    tmp_path: Path, published_dir: Path, run_cli: Callable[..., CliResult]
 ) -> None:
     llama = published_dir / "big2_rewards_Ray2333_GRM-Llama3.2-3B-rewardmodel-ft.csv"
     llama2 = published_dir / "big2_rewards_nicolinho_QRM-Llama3.1-8B.csv"
     gemma = published_dir / "big2_rewards_Ray2333_GRM-gemma2-2B-rewardmodel-ft.csv"
     result = run_cli("import-scores", str(gemma), "--model", "my-rm", "--out", str(tmp_path / "run"))
-    assert result.returncode == 0, result.stderr
+    assert result.exit_code == 0, result.stderr
     out = tmp_path / "out"
     # `my-rm` names no family; --family gives it by the run directory's base name.
     result = run_cli(
         "analyze", "values", str(tmp_path / "run"), str(llama), str(llama2), "--out", str(out),
         "--family", "run=gemma", "--permutations", "200",
     )
-    assert result.returncode == 0, result.stderr
+    assert result.exit_code == 0, result.stderr
     assert "mixed model skipped" in result.stdout and "'gemma' has 1 model" in result.stdout
     assert not (out / "mixed_model.csv").exists()
     assert {"summary.csv", "tests.csv", "values.png", "values.pdf"} <= {p.name for p in out.iterdir()}
@@ -137,12 +111,12 @@ def test_cli_analyze_values_on_a_mix_of_run_and_csv(
     assert set(families) == {"gemma", "llama"}
 
 
-def test_cli_lexicons_lists_bundled(run_cli: Callable[..., Result]) -> None:
+def test_cli_lexicons_lists_bundled(run_cli: Callable[..., CliResult]) -> None:
     result = run_cli("lexicons", "--json")
-    assert result.returncode == 0 and '"mfd2"' in result.stdout and '"value54"' in result.stdout
+    assert result.exit_code == 0 and '"mfd2"' in result.stdout and '"value54"' in result.stdout
 
 
-def test_cli_bad_input(tmp_path: Path, published_dir: Path, run_cli: Callable[..., Result]) -> None:
+def test_cli_bad_input(tmp_path: Path, published_dir: Path, run_cli: Callable[..., CliResult]) -> None:
     csv = published_dir / "big2_rewards_nicolinho_QRM-Llama3.1-8B.csv"
     nonsense = tmp_path / "nonsense.csv"
     nonsense.write_text("word,category\nzzzz,A\nqqqq,B\n")
