@@ -659,6 +659,11 @@ def implicit_for_audit(
         )
         result.notes.extend(f"implicit {lexicon}: {note}" for note in report.notes)
         result.value_dirs[lexicon] = target
+    if (root / "report.html").is_file():
+        from rewardlens.report.audit_html import replace_report_section, value_dir_html
+
+        sections = [value_dir_html(f"Implicit reward value bias: {lx}", d) for lx, d in result.value_dirs.items()]
+        replace_report_section(root / "report.html", "implicit", "".join(sections))
     return result
 
 # -- benchmark -------------------------------------------------------------------------------------------------

@@ -26,6 +26,8 @@ def test_implicit_for_audit_layout_values_and_resume(  # type: ignore[no-untyped
         calls.append((description, total, done))
         return lambda n: None
 
+    out.mkdir()
+    (out / "report.html").write_text("<html><body><h1>audit</h1></body></html>", encoding="utf-8")
     result = implicit_for_audit(
         [str(policy), str(reward)], str(second_llama_dir), out, lexicons=[str(words)], n_permutations=20,
         phase=phase, device="cpu",
@@ -51,3 +53,7 @@ def test_implicit_for_audit_layout_values_and_resume(  # type: ignore[no-untyped
         implicit_for_audit([str(policy), str(reward)], str(second_llama_dir), out, lexicons=[str(words)])
     again = implicit_for_audit([str(policy)], str(second_llama_dir), out, lexicons=[str(words)], n_permutations=20)
     assert again.vocab_dirs == result.vocab_dirs
+    # The audit's report gains the implicit value panels once, however often the step runs.
+    report = (out / "report.html").read_text(encoding="utf-8")
+    assert report.count("<h2>Implicit reward value bias: ") == 1 and "data:image/png;base64," in report
+    assert report.index("<h1>audit</h1>") < report.index("Implicit reward value bias") < report.index("</body>")

@@ -171,3 +171,35 @@ def _now() -> str:
 
 
 __all__ = ["write_report"]
+
+
+def value_dir_html(title: str, directory: Path) -> str:
+    """A report section from the files an `analyze values` run left in `directory` (figure and summary)."""
+    parts = [f"<h2>{_escape(title)}</h2>"]
+    png = directory / "values.png"
+    if png.is_file():
+        encoded = base64.b64encode(png.read_bytes()).decode("ascii")
+        parts.append(f"<img alt='{_escape(title)}' src='data:image/png;base64,{encoded}'>")
+    summary_path = directory / "summary.csv"
+    if summary_path.is_file():
+        summary = pd.read_csv(summary_path)
+        rows = [
+            [r.framing, r.category, r.family, f"{r.mean_median_rank:.1f}", r.n_models]
+            for r in summary.itertuples(index=False)
+        ]
+        parts.append(_table(["framing", "category", "family", "mean median rank", "models"], rows))
+    return "".join(parts)
+
+
+def replace_report_section(path: Path, name: str, section_html: str) -> None:
+    """Put `section_html` into the report between markers named `name`, replacing an earlier copy
+    (so a resumed job does not add it twice); written atomically like the report itself."""
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    document = path.read_text(encoding="utf-8")
+    if start in document and end in document:
+        before, rest = document.split(start, 1)
+        document = before + rest.split(end, 1)[1]
+    document = document.replace("</body>", f"{start}{section_html}{end}</body>", 1)
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(document, encoding="utf-8")
+    temporary.replace(path)
