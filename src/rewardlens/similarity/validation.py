@@ -64,8 +64,12 @@ def as_float64(array: Any, name: str, device: torch.device | None = None) -> tor
             raise UserError(f"{name} is not a numeric array: {err}") from None
         check_dtype(as_array.dtype, name)
         check_shape(tuple(as_array.shape), name)
-        # One float64 copy, writable (memory maps are read-only and torch wants to own its buffer).
-        tensor = torch.from_numpy(np.array(as_array, dtype=np.float64, order="C"))
+        # float64, C order and writable (torch wants a writable buffer; memory maps are read-only): a copy
+        # only where the input is not all three already. Nothing downstream writes into the input.
+        converted = np.asarray(as_array, dtype=np.float64, order="C")
+        if not converted.flags.writeable:
+            converted = converted.copy()
+        tensor = torch.from_numpy(converted)
     check_shape(tuple(tensor.shape), name)
     tensor = tensor.to(device=device or tensor.device, dtype=torch.float64)
     check_finite(tensor, name)
