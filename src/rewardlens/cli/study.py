@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
 from rewardlens.cli.apps import app, bench_app
+from rewardlens.cli.progress import phase_progress
 from rewardlens.errors import UserError
 
 if TYPE_CHECKING:
@@ -76,25 +76,6 @@ def ray_options(ray: str | None, workers: int | None, gpus_per_worker: float = 1
     if ray != LOCAL_RAY:
         check_reachable(ray)  # seconds, before any directory is made or model loaded
     return RayOptions(address=None if ray == LOCAL_RAY else ray, workers=workers, gpus_per_worker=gpus_per_worker)
-
-
-def phase_progress(console: Console) -> tuple[Progress, Callable[[str, int, int], Callable[[int], None]]]:
-    """A rich display and the `phase(description, total, done)` hook that jobs report through."""
-    progress = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-        console=console,
-    )
-
-    def phase(description: str, total: int, done: int) -> Callable[[int], None]:
-        task = progress.add_task(description, total=total, completed=done)
-        return lambda n: progress.advance(task, n)
-
-    return progress, phase
 
 
 @app.command()

@@ -4,20 +4,11 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from rich.table import Table
 
 from rewardlens.cli.apps import analyze_app, app
@@ -34,6 +25,7 @@ from rewardlens.cli.options import (
     TrustRemoteCodeOption,
     check_engine,
 )
+from rewardlens.cli.progress import phase_progress
 from rewardlens.cli.study import DeviceMapOption, GpusPerWorkerOption, RayOption, WorkersOption, ray_options
 
 if TYPE_CHECKING:
@@ -185,25 +177,6 @@ def _print_tests(tests: object, compare: str) -> None:
         _console.print(f"... {len(shown) - 40} more rows in tests.csv")
 
 
-def _phase_progress(console: Console) -> tuple[Progress, Callable[[str, int, int], Callable[[int], None]]]:
-    """A rich progress display and the `phase(description, total, done)` hook the jobs report through."""
-    progress = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-        console=console,
-    )
-
-    def phase(description: str, total: int, done: int) -> Callable[[int], None]:
-        task = progress.add_task(description, total=total, completed=done)
-        return lambda n: progress.advance(task, n)
-
-    return progress, phase
-
-
 @app.command()
 def words(
     model: ModelOption,
@@ -253,7 +226,7 @@ def words(
             "include_end": include_end,
             "device_map": device_map,
         }
-        display, phase = _phase_progress(console)
+        display, phase = phase_progress(console)
         with display:
             summary = words_on_ray(
                 model,
@@ -281,7 +254,7 @@ def words(
             include_end=include_end,
             device_map=device_map,
         )
-    display, phase = _phase_progress(console)
+    display, phase = phase_progress(console)
     with display:
         from rewardlens.runs import count_rows
 
@@ -343,7 +316,7 @@ def audit(
     cluster = ray_options(ray, workers, gpus_per_worker)
     check_engine(engine)
     console = Console(stderr=True)
-    display, phase = _phase_progress(console)
+    display, phase = phase_progress(console)
     result: AuditResult | StudyResult
     if cluster is not None:
         from rewardlens.study import audit_study, run_study
@@ -391,7 +364,7 @@ def audit(
         from rewardlens.implicit import implicit_for_audit
 
         # The implicit rewards run here (not on Ray), after the audit, into the same OUT.
-        implicit_display, implicit_phase = _phase_progress(console)
+        implicit_display, implicit_phase = phase_progress(console)
         with implicit_display:
             implicit = implicit_for_audit(
                 model or [DEFAULT_MODEL],
