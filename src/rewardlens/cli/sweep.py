@@ -116,19 +116,19 @@ def sweep(
     refuse_other_run_early(out, early_identity(model, chosen, tokens, include_special), overwrite)
     prepare_directory(out)
     console = Console(stderr=True)
+    load_options: dict[str, Any] = dict(
+        revision=revision,
+        dtype=dtype,
+        device=device,
+        trust_remote_code=trust_remote_code,
+        kind=kind,
+        template=template,
+        include_end=include_end,
+        device_map=device_map,
+    )
     if cluster is not None:
         from rewardlens.distributed import sweep_on_ray
 
-        load_options = dict(
-            revision=revision,
-            dtype=dtype,
-            device=device,
-            trust_remote_code=trust_remote_code,
-            kind=kind,
-            template=template,
-            include_end=include_end,
-            device_map=device_map,
-        )
         with _progress(console) as progress:
 
             def phase(description: str, total: int, done: int) -> Callable[[int], None]:
@@ -152,17 +152,7 @@ def sweep(
         _print_summary(summary, as_json)
         return
     with console.status(f"loading {model}"):
-        scorer = load_scorer(
-            model,
-            revision=revision,
-            dtype=dtype,
-            device=device,
-            trust_remote_code=trust_remote_code,
-            kind=kind,
-            template=template,
-            include_end=include_end,
-            device_map=device_map,
-        )
+        scorer = load_scorer(model, **load_options)
     plan = prepare_sweep(
         scorer,
         chosen,

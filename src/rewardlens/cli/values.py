@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -213,19 +213,19 @@ def words(
     total = len(word_table(chosen_lexicon)) * len(chosen_prompts)
     refuse_other_words_run(out, model, chosen_prompts, chosen_lexicon, overwrite)  # before a slow load
     console = Console(stderr=True)
+    load_options: dict[str, Any] = {
+        "revision": revision,
+        "dtype": dtype,
+        "device": device,
+        "trust_remote_code": trust_remote_code,
+        "kind": kind,
+        "template": template,
+        "include_end": include_end,
+        "device_map": device_map,
+    }
     if cluster is not None:
         from rewardlens.distributed import words_on_ray
 
-        load_options = {
-            "revision": revision,
-            "dtype": dtype,
-            "device": device,
-            "trust_remote_code": trust_remote_code,
-            "kind": kind,
-            "template": template,
-            "include_end": include_end,
-            "device_map": device_map,
-        }
         display, phase = phase_progress(console)
         with display:
             summary = words_on_ray(
@@ -243,17 +243,7 @@ def words(
         typer.echo(summary.line())
         return
     with console.status(f"loading {model}"):
-        scorer = load_scorer(
-            model,
-            revision=revision,
-            dtype=dtype,
-            device=device,
-            trust_remote_code=trust_remote_code,
-            kind=kind,
-            template=template,
-            include_end=include_end,
-            device_map=device_map,
-        )
+        scorer = load_scorer(model, **load_options)
     display, phase = phase_progress(console)
     with display:
         from rewardlens.runs import count_rows
