@@ -172,7 +172,7 @@ def bench_similarity_command(
     n: Annotated[int, typer.Option(help="Stimuli (rows).")] = 3000,
     d: Annotated[int, typer.Option(help="Features (columns) of each array.")] = 1024,
     seed: SeedOption = 0,
-    repeats: Annotated[int, typer.Option(help="rewardlens timings: best of this many runs.")] = 3,
+    repeats: Annotated[int, typer.Option(help="rewardlens timings: best of this many runs.")] = 5,
     reference_repeats: Annotated[int, typer.Option(help="hoggorm/rsatoolbox timings: best of this many.")] = 2,
 ) -> None:
     """Time rv2 and linear CKA against hoggorm and rsatoolbox on the same arrays; print one JSON line."""

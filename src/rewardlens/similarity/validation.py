@@ -7,6 +7,7 @@ and torch tensors stay on their device, so one code path serves CPU and GPU.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -45,7 +46,10 @@ def check_same_rows(x_rows: int, y_rows: int, x_name: str = "X", y_name: str = "
 def check_finite(values: torch.Tensor, name: str) -> None:
     # NaN and Inf propagate into a sum: one cheap reduction, and the elementwise check only when it
     # is not finite (then either a bad value or an overflow of huge but finite values).
-    if bool(torch.isfinite(values.sum())):
+    # On the CPU the sum runs in numpy, like the products that follow (see `representation`).
+    with np.errstate(over="ignore", invalid="ignore"):
+        total = float(values.numpy().sum() if values.device.type == "cpu" else values.sum())
+    if math.isfinite(total):
         return
     if not bool(torch.isfinite(values).all()):
         bad = int((~torch.isfinite(values)).sum())
