@@ -16,7 +16,6 @@ from rich.table import Table
 
 from rewardlens.cli.apps import bench_app, similarity_app
 from rewardlens.errors import UserError
-from rewardlens.similarity.validation import check_dtype, check_shape
 
 OptionList = Annotated[
     list[str] | None,
@@ -50,6 +49,8 @@ def parse_options(pairs: list[str] | None, center: bool | None) -> dict[str, Any
 
 def load_npy(path: Path) -> np.ndarray:
     """A memory-mapped .npy (large arrays are then streamed), or one clear line about why not."""
+    from rewardlens.similarity.validation import check_dtype, check_shape  # imports torch: not at CLI start
+
     if not path.is_file():
         raise UserError(f"{path}: no such file")
     try:

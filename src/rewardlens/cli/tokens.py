@@ -11,7 +11,6 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from rewardlens.analysis.tokens import analyze_token_runs, parse_framings
 from rewardlens.cli.apps import analyze_app
 
 _ALIGNMENT_HEADERS = {
@@ -52,6 +51,8 @@ def tokens(
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary instead of tables.")] = False,
 ) -> None:
     """Optimal/pessimal tokens, score moments, agreement across models, framing, frequency, identity bias."""
+    from rewardlens.analysis.tokens import analyze_token_runs, parse_framings  # scipy/statsmodels: not at CLI start
+
     overrides = parse_framings(framing or [])
     console = Console(stderr=True)
     with Progress(
