@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -10,11 +12,19 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# GGUF models converted by the tests go to a cache of this session's own (CLI subprocesses and Ray workers
+# inherit it): the user's cache stays untouched, and every session converts from scratch once.
+SESSION_CACHE = tempfile.mkdtemp(prefix="rewardlens-test-cache-")
+os.environ["REWARDLENS_CACHE"] = SESSION_CACHE
 
 from cli_runner import CliResult, invoke  # noqa: E402
 from tiny_models import build_tiny_model  # noqa: E402
 
 ARCHES = ("llama", "gemma2", "qwen2")
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    shutil.rmtree(SESSION_CACHE, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

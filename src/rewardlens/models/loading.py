@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from rewardlens.errors import UserError
+from rewardlens.models import gguf
 from rewardlens.models.heads import ScoreHead, find_score_head
 from rewardlens.models.spec import ResolvedModel, resolve_model
 
@@ -129,10 +130,11 @@ def load_model(
     resolved = resolve_model(spec, revision)
     torch_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, torch_device)
-    kwargs = _source_kwargs(resolved, trust_remote_code)
     try:
-        config = AutoConfig.from_pretrained(str(resolved.directory), **kwargs)
-        tokenizer = AutoTokenizer.from_pretrained(str(resolved.directory), **kwargs)
+        files = gguf.loadable(resolved)  # `resolved` stays what the user named, for the run records
+        kwargs = _source_kwargs(files, trust_remote_code)
+        config = AutoConfig.from_pretrained(str(files.directory), **kwargs)
+        tokenizer = AutoTokenizer.from_pretrained(str(files.directory), **kwargs)
     except (OSError, ValueError, KeyError, EOFError) as err:
         raise UserError(f"cannot load model '{spec}': {str(err).splitlines()[0][:200]}") from None
 
@@ -148,7 +150,7 @@ def load_model(
     auto_class = AutoModelForSequenceClassification if model_kind == "reward" else AutoModelForCausalLM
     try:
         placement = {"device_map": device_map} if device_map else {}
-        model = _load_weights(auto_class, resolved, {**kwargs, "dtype": torch_dtype, **placement})
+        model = _load_weights(auto_class, files, {**kwargs, "dtype": torch_dtype, **placement})
     except (OSError, ValueError, KeyError, EOFError, RuntimeError) as err:
         raise UserError(f"cannot load model '{spec}': {str(err).splitlines()[0][:200]}") from None
     if device_map:

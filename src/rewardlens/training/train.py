@@ -181,14 +181,19 @@ def load_base(spec: str, device: torch.device, lora: bool, seed: int) -> tuple[n
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, set_seed
     from transformers.utils import logging as hf_logging
 
+    from rewardlens.models.gguf import forget_gguf_quantization, loadable
     from rewardlens.models.spec import resolve_model
 
     resolved = resolve_model(spec)
-    kwargs: dict[str, Any] = {"gguf_file": resolved.gguf_file} if resolved.gguf_file else {}
+    try:
+        files = loadable(resolved)  # a .gguf's converted directory; `resolved` stays what the user named
+    except (OSError, ValueError, KeyError) as err:
+        raise UserError(f"cannot load base '{spec}': {str(err).splitlines()[0][:200]}") from None
+    kwargs: dict[str, Any] = {"gguf_file": files.gguf_file} if files.gguf_file else {}
     # LoRA keeps the frozen base in bfloat16 on CUDA; full fine-tuning keeps float32 masters under bf16 autocast.
     dtype = torch.bfloat16 if device.type == "cuda" and lora else torch.float32
     try:
-        tokenizer = AutoTokenizer.from_pretrained(str(resolved.directory), **kwargs)
+        tokenizer = AutoTokenizer.from_pretrained(str(files.directory), **kwargs)
     except (OSError, ValueError, KeyError) as err:
         raise UserError(f"cannot load the tokenizer of '{spec}': {str(err).splitlines()[0][:200]}") from None
     if tokenizer.pad_token_id is None:
@@ -201,14 +206,14 @@ def load_base(spec: str, device: torch.device, lora: bool, seed: int) -> tuple[n
     hf_logging.disable_progress_bar()
     try:
         model = AutoModelForSequenceClassification.from_pretrained(
-            str(resolved.directory), num_labels=1, dtype=dtype, **kwargs
+            str(files.directory), num_labels=1, dtype=dtype, **kwargs
         )
     except (OSError, ValueError, KeyError, RuntimeError) as err:
         raise UserError(f"cannot load base '{spec}' with a score head: {str(err).splitlines()[0][:200]}") from None
     finally:
         hf_logging.set_verbosity(verbosity)
-    if resolved.gguf_file:
-        _forget_gguf_quantization(model)
+    if files.gguf_file:
+        forget_gguf_quantization(model)
     # The new head is trained in full (peft's modules_to_save): float32 masters, so that lr-1e-5 updates are not
     # lost to bfloat16 rounding; autocast computes it in bf16 like the rest. LoRA adapters are float32 already.
     score_module(model).float()
@@ -218,15 +223,6 @@ def load_base(spec: str, device: torch.device, lora: bool, seed: int) -> tuple[n
     info = {"spec": spec, "resolved_path": str(resolved.directory / (resolved.gguf_file or "")),
             "name": resolved.display_name, "dtype": str(dtype).removeprefix("torch.")}
     return model, tokenizer, info
-
-
-def _forget_gguf_quantization(model: Any) -> None:
-    """GGUF weights are dequantized into ordinary float tensors when loaded; the quantizer left on the model
-    would only make the Trainer refuse to train it, and the saved checkpoints claim to be GGUF-quantized."""
-    model.hf_quantizer = None
-    model.is_quantized = False
-    if hasattr(model.config, "quantization_config"):
-        del model.config.quantization_config
 
 
 def score_module(model: nn.Module) -> nn.Module:
