@@ -31,7 +31,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -40,6 +40,9 @@ from rewardlens.analysis.alignment import TEXT_RULES, TextAlignment, align_vocab
 from rewardlens.errors import UserError
 from rewardlens.lexicons import Lexicon, load_lexicon
 from rewardlens.prompts import Prompt
+
+if TYPE_CHECKING:
+    from rewardlens.scorers import ModelScorer
 
 Progress = Callable[[int], None] | None
 
@@ -111,7 +114,7 @@ def _not_a_language_model(role: str, name: str) -> UserError:
     )
 
 
-def require_language_model(scorer: Any, role: str) -> None:
+def require_language_model(scorer: ModelScorer, role: str) -> None:
     if getattr(scorer, "kind", None) != "lm":
         raise _not_a_language_model(role, scorer.name)
 
@@ -141,17 +144,17 @@ def load_language_model(spec: str, role: str, template: str, **model_options: An
     return scorer
 
 
-def _spec_of(scorer: Any) -> str:
+def _spec_of(scorer: ModelScorer) -> str:
     return str(scorer.describe().get("spec") or scorer.name)
 
 
-def _n_logits(scorer: Any) -> int:
+def _n_logits(scorer: ModelScorer) -> int:
     """The number of next-token logits the model outputs (may differ from the tokenizer's length)."""
-    head = scorer.model.get_output_embeddings()
-    weight = getattr(head, "weight", None)
+    model: Any = scorer.model  # a transformers PreTrainedModel; nn.Module's typing hides its methods
+    weight = getattr(model.get_output_embeddings(), "weight", None)
     if weight is not None:
         return int(weight.shape[0])
-    config = getattr(scorer.model.config, "text_config", None) or scorer.model.config
+    config = getattr(model.config, "text_config", None) or model.config
     return int(config.vocab_size)
 
 
@@ -228,7 +231,7 @@ class VocabularyPairing:
         )
 
 
-def _candidates(scorer: Any, include_special: bool) -> tuple[pd.DataFrame, int]:
+def _candidates(scorer: ModelScorer, include_special: bool) -> tuple[pd.DataFrame, int]:
     """The scorer's candidate tokens with an id its logits cover, indexed by id; and how many lay outside."""
     from rewardlens.models.vocabulary import select_tokens
 
@@ -618,7 +621,7 @@ def implicit_for_audit(
         ("implicit-sweep", load_prompts(SWEEP_PROMPTS), None),
         *[(f"implicit-words-{lexicon_slug(lx)}", load_prompts(WORD_PROMPTS), lx) for lx in lexicons],
     ]
-    reference_scorer: Any = None
+    reference_scorer: ModelScorer | None = None
     family_options: list[str] = []
     for spec in models:
         directory = root / "models" / model_slug(spec)
@@ -667,7 +670,7 @@ def implicit_for_audit(
     return result
 
 # -- benchmark -------------------------------------------------------------------------------------------------
-def _plain_forward_seconds(scorer: Any, prompt: str) -> float:
+def _plain_forward_seconds(scorer: ModelScorer, prompt: str) -> float:
     """One ordinary forward pass of the model over the prompt's prefix ids (logits at every position)."""
     import torch
 

@@ -24,21 +24,21 @@ Progress = Callable[[int], None] | None
 Reduction = Literal["sum", "mean"]
 
 
-class Scorer(Protocol):
-    """What every scorer offers the sweep, word and implicit jobs."""
+class ScorerInfo(Protocol):
+    """What planning a run needs to know of a scorer: a loaded `ModelScorer`, or the `ScorerFacts` that a
+    Ray worker sends the driver, which plans the run without loading the weights itself."""
 
-    kind: str
-    name: str
+    @property
+    def name(self) -> str: ...
 
-    def score_token_ids(
-        self, prompt: str, token_ids: Sequence[int], engine: str = ..., batch_size: int | None = ...,
-        progress: Progress = ...,
-    ) -> np.ndarray: ...
+    @property
+    def kind(self) -> str: ...
 
-    def score_texts(
-        self, prompt: str, responses: Sequence[str], engine: str = ..., batch_size: int | None = ...,
-        progress: Progress = ...,
-    ) -> np.ndarray: ...
+    @property
+    def include_end(self) -> bool: ...
+
+    @property
+    def tokenizer(self) -> Any: ...
 
     def describe(self) -> dict[str, Any]: ...
 

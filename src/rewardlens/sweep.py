@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import pandas as pd
@@ -29,6 +29,9 @@ from rewardlens.errors import UserError
 from rewardlens.models.vocabulary import select_tokens
 from rewardlens.prompts import Prompt
 from rewardlens.runs.store import RunStore, identity_difference, read_manifest
+
+if TYPE_CHECKING:
+    from rewardlens.scorers import ModelScorer, ScorerInfo
 
 Progress = Callable[[int], None] | None
 
@@ -61,7 +64,7 @@ class Shard:
 class SweepPlan:
     """A sweep ready to run: scorer, candidates, store, and the shards still to write."""
 
-    scorer: Any
+    scorer: ScorerInfo  # a `ModelScorer` when this process executes the plan
     prompts: list[Prompt]
     candidates: pd.DataFrame
     store: RunStore
@@ -94,7 +97,7 @@ class SweepSummary:
         )
 
 
-def score_definition(scorer: Any) -> str:
+def score_definition(scorer: ScorerInfo) -> str:
     if scorer.kind == "reward":
         return "reward head logit of prefix_ids + [token_id] + suffix_ids"
     if getattr(scorer, "include_end", False):
@@ -142,13 +145,13 @@ def plan_shards(prompts: Sequence[Prompt], candidate_ids: np.ndarray, shard_size
     return shards
 
 
-def _embedding_rows(scorer: Any) -> int | None:
+def _embedding_rows(scorer: ScorerInfo) -> int | None:
     model = getattr(scorer, "model", None)
     embeddings = model.get_input_embeddings() if model is not None else None
     return getattr(embeddings, "num_embeddings", None)
 
 
-def _within_model(scorer: Any, candidates: pd.DataFrame) -> tuple[pd.DataFrame, list[int]]:
+def _within_model(scorer: ScorerInfo, candidates: pd.DataFrame) -> tuple[pd.DataFrame, list[int]]:
     """Leave out tokenizer ids the model has no embedding for (some tokenizers add tokens past it)."""
     rows = _embedding_rows(scorer)
     if rows is None:
@@ -161,7 +164,7 @@ def _within_model(scorer: Any, candidates: pd.DataFrame) -> tuple[pd.DataFrame, 
 
 
 def prepare_sweep(
-    scorer: Any,
+    scorer: ScorerInfo,
     prompts: Sequence[Prompt],
     out_dir: str | os.PathLike[str],
     *,
@@ -246,12 +249,12 @@ def shard_frame(model_name: str, shard: Shard, block: pd.DataFrame, scores: np.n
     )
 
 
-def _uses_first_token_logprobs(scorer: Any) -> bool:
+def _uses_first_token_logprobs(scorer: ScorerInfo) -> bool:
     return scorer.kind == "lm" and not getattr(scorer, "include_end", False)
 
 
 def score_shard(
-    scorer: Any,
+    scorer: ModelScorer,
     shard: Shard,
     ids: np.ndarray,
     *,
@@ -283,13 +286,15 @@ def score_shard(
 
 def execute_sweep(plan: SweepPlan, progress: Progress = None) -> SweepSummary:
     """Score and write every shard still to do; finish the run (end time, rows, complete)."""
+    # A plan made from a Ray worker's `ScorerFacts` is executed by the workers (`distributed.jobs`), never here.
+    scorer = cast("ModelScorer", plan.scorer)
     started = time.perf_counter()
     written = 0
     logprobs: dict[int, np.ndarray] = {}
     for shard in plan.todo:
         ids = plan.candidates["token_id"].to_numpy()[shard.rows]
         scores = score_shard(
-            plan.scorer,
+            scorer,
             shard,
             ids,
             engine=plan.engine,
@@ -298,7 +303,7 @@ def execute_sweep(plan: SweepPlan, progress: Progress = None) -> SweepSummary:
             logprobs=logprobs,
         )
         block = plan.candidates.iloc[shard.rows]
-        plan.store.write_shard(shard.name, shard_frame(plan.scorer.name, shard, block, scores))
+        plan.store.write_shard(shard.name, shard_frame(scorer.name, shard, block, scores))
         written += len(ids)
     seconds = time.perf_counter() - started
     manifest = plan.store.finish()
@@ -315,7 +320,7 @@ def execute_sweep(plan: SweepPlan, progress: Progress = None) -> SweepSummary:
 
 
 def run_sweep(
-    scorer_or_spec: Any,
+    scorer_or_spec: ModelScorer | str | os.PathLike[str],
     prompts: Sequence[Prompt],
     out_dir: str | os.PathLike[str],
     *,

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -22,6 +22,9 @@ import pandas as pd
 from rewardlens.errors import UserError
 from rewardlens.lexicons import Lexicon, load_lexicon
 from rewardlens.prompts import Prompt
+
+if TYPE_CHECKING:
+    from rewardlens.scorers import ModelScorer, ScorerInfo
 
 Progress = Callable[[int], None] | None
 
@@ -69,7 +72,7 @@ def count_rows_expected(n_words: int, prompts: Sequence[Prompt]) -> int:
 
 
 def score_words(
-    scorer: Any,
+    scorer: ModelScorer,
     prompt: str,
     texts: Sequence[str],
     *,
@@ -135,7 +138,7 @@ def refuse_other_words_run(
 
 
 def words_manifest(
-    scorer: Any,
+    scorer: ScorerInfo,
     spec: str,
     lexicon: Lexicon,
     words: pd.DataFrame,
@@ -183,7 +186,7 @@ def word_shard_frame(model_name: str, prompt: Prompt, words: pd.DataFrame, score
 
 
 def run_words(
-    scorer_or_spec: Any,
+    scorer_or_spec: ModelScorer | str | os.PathLike[str],
     lexicon: str | Lexicon,
     prompts: Sequence[Prompt],
     out_dir: str | os.PathLike[str],

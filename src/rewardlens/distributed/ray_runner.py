@@ -19,12 +19,15 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from rewardlens.distributed.shards import Progress, ScorerFacts, ShardTask, scorer_facts
 from rewardlens.errors import UserError
+
+if TYPE_CHECKING:
+    from rewardlens.scorers import ModelScorer
 
 LOCAL = "local"  # `--ray` without an address: join a Ray already running on this machine, or start one
 CONNECT_TIMEOUT_S = 5.0
@@ -140,7 +143,7 @@ class _Worker:
         self.spec = spec
         self.load_options = load_options
         self.threads = threads
-        self.scorer: Any = None
+        self.scorer: ModelScorer | None = None
         self.cache: dict[str, Any] = {}
 
     def load(self) -> ScorerFacts:
@@ -153,6 +156,7 @@ class _Worker:
         return scorer_facts(self.scorer)
 
     def run(self, task: ShardTask) -> pd.DataFrame:
+        assert self.scorer is not None, "load() comes first"
         return task.score(self.scorer, self.cache)
 
     def pid(self) -> int:
@@ -368,12 +372,13 @@ class RayPool:
 class LocalPool:
     """The same protocol in this process (no Ray): one scorer, shards scored one after the other."""
 
-    def __init__(self, spec: str, load_options: dict[str, Any], scorer: Any = None) -> None:
+    def __init__(self, spec: str, load_options: dict[str, Any], scorer: ModelScorer | None = None) -> None:
         from rewardlens.scorers import load_scorer
 
         self.spec = spec
-        self.scorer = scorer if scorer is not None else load_scorer(spec, **load_options)
-        self.facts = scorer_facts(self.scorer)
+        loaded = scorer if scorer is not None else load_scorer(spec, **load_options)
+        self.scorer: ModelScorer | None = loaded  # dropped by close()
+        self.facts = scorer_facts(loaded)
         self.cache: dict[str, Any] = {}
         self.stats = QueueStats()
         self.size = 1
@@ -385,6 +390,8 @@ class LocalPool:
         on_result: Callable[[ShardTask, pd.DataFrame], None],
         progress: Progress = None,
     ) -> QueueStats:
+        if self.scorer is None:
+            raise RuntimeError("this pool is closed")
         started = time.perf_counter()
         stats = QueueStats()
         for task in tasks:

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import pandas as pd
 
 from rewardlens.prompts import Prompt
 from rewardlens.sweep import Shard, score_shard, shard_frame
+
+if TYPE_CHECKING:
+    from rewardlens.scorers import ModelScorer
 
 Progress = Callable[[int], None] | None
 
@@ -39,7 +42,7 @@ class ScorerFacts:
         return dict(self.description)
 
 
-def scorer_facts(scorer: Any) -> ScorerFacts:
+def scorer_facts(scorer: ModelScorer) -> ScorerFacts:
     return ScorerFacts(
         name=str(scorer.name),
         kind=str(scorer.kind),
@@ -58,7 +61,7 @@ class ShardTask(Protocol):
     @property
     def rows(self) -> int: ...
 
-    def score(self, scorer: Any, cache: dict[str, Any], progress: Progress = None) -> pd.DataFrame: ...
+    def score(self, scorer: ModelScorer, cache: dict[str, Any], progress: Progress = None) -> pd.DataFrame: ...
 
 
 @dataclass(frozen=True)
@@ -78,7 +81,7 @@ class SweepShardTask:
     def rows(self) -> int:
         return len(self.block)
 
-    def score(self, scorer: Any, cache: dict[str, Any], progress: Progress = None) -> pd.DataFrame:
+    def score(self, scorer: ModelScorer, cache: dict[str, Any], progress: Progress = None) -> pd.DataFrame:
         # A language model's whole-vocabulary log-probabilities serve every shard of the same prompt.
         if cache.get("prompt") != self.shard.prompt.text:
             cache["prompt"], cache["logprobs"] = self.shard.prompt.text, {}
@@ -115,7 +118,7 @@ class WordShardTask:
     def rows(self) -> int:
         return len(self.words)
 
-    def score(self, scorer: Any, cache: dict[str, Any], progress: Progress = None) -> pd.DataFrame:
+    def score(self, scorer: ModelScorer, cache: dict[str, Any], progress: Progress = None) -> pd.DataFrame:
         from rewardlens.words import score_words, word_shard_frame
 
         texts = self.words["word"].tolist()
