@@ -76,3 +76,16 @@ def test_an_unwritable_cache_falls_back_to_the_gguf_with_a_warning(
     resolved = _fake_gguf(tmp_path)
     with pytest.warns(UserWarning, match="cannot write the GGUF cache"):
         assert gguf.loadable(resolved) is resolved
+
+
+def test_weights_larger_than_the_free_disk_are_not_cached(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(gguf.CACHE_ENV, str(tmp_path / "cache"))
+
+    def too_big(resolved: ResolvedModel, folder: Path) -> None:
+        gguf._check_room(folder, 10**18)
+
+    monkeypatch.setattr(gguf, "_convert", too_big)
+    resolved = _fake_gguf(tmp_path)
+    with pytest.warns(UserWarning, match="GB free"):
+        assert gguf.loadable(resolved) is resolved
+    assert list((tmp_path / "cache" / "gguf").iterdir()) == []

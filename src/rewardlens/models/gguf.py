@@ -14,6 +14,7 @@ modification time and by the transformers version, so an edited file or another 
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -61,6 +62,13 @@ def _key(source: Path) -> str:
     return hashlib.sha256(identity.encode()).hexdigest()[:16]
 
 
+def _check_room(folder: Path, needed: int) -> None:
+    """De-quantized weights are 4 bytes a parameter (an 8B model: 32 GB): never fill the disk with a cache."""
+    free = shutil.disk_usage(folder).free
+    if needed > 0.9 * free:
+        raise OSError(errno.ENOSPC, f"{needed / 1e9:.1f} GB of float32 weights, {free / 1e9:.1f} GB free")
+
+
 def _convert(resolved: ResolvedModel, folder: Path) -> None:
     """Save the de-quantized model, its config and its tokenizer as transformers loads them from the .gguf."""
     import torch
@@ -75,6 +83,7 @@ def _convert(resolved: ResolvedModel, folder: Path) -> None:
             warnings.simplefilter("ignore")
             tokenizer = AutoTokenizer.from_pretrained(str(resolved.directory), **kwargs)
             model = AutoModelForCausalLM.from_pretrained(str(resolved.directory), dtype=torch.float32, **kwargs)
+            _check_room(folder, sum(p.numel() * 4 for p in model.parameters()))
             forget_gguf_quantization(model)
             model.save_pretrained(folder)
             tokenizer.save_pretrained(folder)
@@ -97,7 +106,11 @@ def loadable(resolved: ResolvedModel) -> ResolvedModel:
         try:
             _convert_into(resolved, source, target)
         except OSError as err:
-            warnings.warn(f"cannot write the GGUF cache under {root} ({err}); loading {source} directly", stacklevel=2)
+            warnings.warn(
+                f"cannot write the GGUF cache under {root} ({err}); loading {source} directly "
+                f"({CACHE_ENV}=off skips the cache)",
+                stacklevel=2,
+            )
             return resolved
     return replace(resolved, directory=target, gguf_file=None)
 
