@@ -92,7 +92,7 @@ def implicit(
         TextColumn("ETA"),
         TimeRemainingColumn(),
     )
-    with Progress(*columns, console=console, transient=True) as progress:
+    with Progress(*columns, console=console, transient=True, disable=not console.is_terminal) as progress:
         task = progress.add_task("loading", total=None)
         if cluster is not None:
             from rewardlens.distributed import implicit_on_ray

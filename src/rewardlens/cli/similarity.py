@@ -71,7 +71,7 @@ def progress_bar(console: Console, label: str, total: int) -> Iterator[Callable[
         yield None
         return
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=console, transient=True) as progress:
+    with Progress(*columns, console=console, transient=True, disable=not console.is_terminal) as progress:
         task = progress.add_task(label, total=total)
         yield lambda done: progress.advance(task, done)
 

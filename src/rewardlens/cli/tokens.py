@@ -61,6 +61,7 @@ def tokens(
         TimeElapsedColumn(),
         console=console,
         transient=True,
+        disable=not console.is_terminal,  # a transient display would leave an empty line in a log
     ) as progress:
         task = progress.add_task("loading runs", total=_STEPS)
 
