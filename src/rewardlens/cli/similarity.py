@@ -284,7 +284,7 @@ def layers_command(
     table = Table("model", "layers", "stimuli", "layers equal for every stimulus (NaN)")
     constant = frame.attrs.get("constant_layers", {})
     for label in labels:
-        equal = ", ".join(map(str, constant.get(label, []))) or "-"
+        equal = ", ".join(f"layer {index}" for index in constant.get(label, [])) or "none"
         table.add_row(label, str(len(activations[label])), str(len(texts)), equal)
     Console().print(table)
     typer.echo(f"wrote {out / 'similarity.csv'} ({len(frame)} rows) and {len(heatmaps)} heatmap(s)")
