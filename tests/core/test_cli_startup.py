@@ -1,4 +1,4 @@
-"""`rewardlens --help` and every command's argument parsing must not wait for torch, scipy or statsmodels."""
+"""The CLI starts fast (no torch, scipy or statsmodels until a command needs them) and tells its version."""
 
 import subprocess
 import sys
@@ -10,3 +10,10 @@ def test_importing_the_cli_leaves_heavy_libraries_for_the_commands() -> None:
     code = f"import sys, rewardlens.cli; print(','.join(m for m in {HEAVY!r} if m in sys.modules))"
     loaded = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout.strip()
     assert loaded == "", f"imported when the CLI starts: {loaded}"
+
+
+def test_version_flag_prints_the_package_version(run_cli) -> None:  # type: ignore[no-untyped-def]
+    from rewardlens import __version__
+
+    result = run_cli("--version")
+    assert result.exit_code == 0 and result.stdout.strip() == f"rewardlens {__version__}"

@@ -1,5 +1,7 @@
 """The root Typer app and its sub-command groups, shared by the command modules."""
 
+from typing import Annotated
+
 import typer
 
 app = typer.Typer(
@@ -9,6 +11,25 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+def _print_version(asked: bool) -> None:
+    if asked:
+        from rewardlens import __version__
+
+        typer.echo(f"rewardlens {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", help="Print the version and exit.", callback=_print_version, is_eager=True)
+    ] = False,
+) -> None:
+    """Audit what reward models value and where those values come from."""
+
+
 analyze_app = typer.Typer(help="Statistics over scored runs.", no_args_is_help=True)
 bench_app = typer.Typer(help="Benchmarks that print ratios measured side by side in one run.", no_args_is_help=True)
 similarity_app = typer.Typer(help="Representational similarity (RV, RV2, CKA, RSA).", no_args_is_help=True)
