@@ -172,6 +172,15 @@ def test_memory_mapped_npy_is_streamed_exactly(tmp_path) -> None:
     assert compare(x_map, y_map, "rv2", block_rows=64) == pytest.approx(expected, abs=1e-10)
 
 
+def test_streaming_leaves_the_callers_tensors_as_they_were() -> None:
+    x, y = related(60, 5, 4, seed=8)
+    tx, ty = torch.from_numpy(x + 3.0), torch.from_numpy(y)  # float64: the blocks are views of these
+    before = tx.clone(), ty.clone()
+    streamed = compare(tx, ty, "rv2", block_rows=7)
+    assert torch.equal(tx, before[0]) and torch.equal(ty, before[1])
+    assert streamed == pytest.approx(compare(x, y, "rv2"), abs=1e-10)
+
+
 def test_streaming_refuses_measures_that_need_n_by_n_matrices() -> None:
     x, y = related(30, 4, 4)
     with pytest.raises(UserError, match="cannot be streamed"):

@@ -91,8 +91,9 @@ def streamed_pair(
     norms_x = torch.empty(n, dtype=torch.float64, device=device)
     norms_y = torch.empty(n, dtype=torch.float64, device=device)
     for (start, bx), (_, by) in zip(_blocks(x, rows, device), _blocks(y, rows, device), strict=True):
-        bx -= mean_x
-        by -= mean_y
+        # Out of place: a float64 tensor's block is a view of the caller's array, which must stay as it was.
+        bx = bx - mean_x
+        by = by - mean_y
         xtx += gram_of_columns(bx)
         yty += gram_of_columns(by)
         xty += product(bx, by)
