@@ -13,14 +13,15 @@ Layout of OUT (every run resumes: run the same audit again after an interruption
 from __future__ import annotations
 
 import os
-import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from rewardlens.errors import UserError
+from rewardlens.layout import ModelRuns, lexicon_slug, model_slug
 from rewardlens.lexicons import load_lexicon
+from rewardlens.progress import PhaseProgress, no_progress
 from rewardlens.prompts import Prompt, load_prompts
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
@@ -28,46 +29,13 @@ DEFAULT_LEXICON = "big2-nouns"
 SWEEP_PROMPTS = "optpess3"
 WORD_PROMPTS = "value54"
 
-# `phase(description, total, done)` returns the callback that counts scored items of that phase.
-PhaseProgress = Callable[[str, int, int], Callable[[int], None]]
-
-
-@dataclass
-class ModelAudit:
-    spec: str
-    name: str
-    sweep_dir: Path
-    word_dirs: dict[str, Path]
-    loaded: bool  # False when every run of the model was already complete (nothing to score)
-
-
 @dataclass
 class AuditResult:
     out: Path
-    models: list[ModelAudit]
+    models: list[ModelRuns]
     value_dirs: dict[str, Path]
     report: Path
     notes: list[str] = field(default_factory=list)
-
-
-def model_slug(spec: str) -> str:
-    """A directory name for a model spec: its base name, safe characters only."""
-    base = Path(spec.rstrip("/\\")).name or spec
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", base).strip("._") or "model"
-
-
-def _no_progress(description: str, total: int, done: int) -> Callable[[int], None]:
-    return lambda n: None
-
-
-def _complete(run_dir: Path, spec: str) -> bool:
-    """Whether `run_dir` holds a finished run of this model spec (then it needs no model)."""
-    from rewardlens.runs import read_manifest
-
-    if not (run_dir / "run.json").is_file():
-        return False
-    manifest = read_manifest(run_dir)
-    return bool(manifest.get("complete")) and manifest.get("model_spec") == spec
 
 
 def run_audit(
@@ -83,7 +51,7 @@ def run_audit(
     seed: int = 0,
     engine: str = "cached",
     batch_size: int | None = None,
-    phase: PhaseProgress = _no_progress,
+    phase: PhaseProgress = no_progress,
     **model_options: Any,
 ) -> AuditResult:
     """Sweep, score words, analyse and report, for every model; resumable at every step."""
@@ -127,16 +95,16 @@ def _audit_model(
     batch_size: int | None,
     phase: PhaseProgress,
     model_options: dict[str, Any],
-) -> ModelAudit:
-    from rewardlens.runs import read_manifest
+) -> ModelRuns:
+    from rewardlens.runs import is_complete_run, read_manifest
     from rewardlens.sweep import execute_sweep, prepare_sweep
     from rewardlens.words import run_words, word_table
 
     sweep_dir = directory / "sweep"
     word_dirs = {lexicon: directory / f"words-{lexicon_slug(lexicon)}" for lexicon in lexicons}
-    if all(_complete(path, spec) for path in [sweep_dir, *word_dirs.values()]):
+    if all(is_complete_run(path, spec) for path in [sweep_dir, *word_dirs.values()]):
         name = str(read_manifest(sweep_dir).get("model") or spec)
-        return ModelAudit(spec, name, sweep_dir, word_dirs, loaded=False)
+        return ModelRuns(spec, name, sweep_dir, word_dirs, loaded=False)
     from rewardlens.scorers import load_scorer
 
     load_done = phase(f"loading {spec}", 1, 0)
@@ -159,11 +127,7 @@ def _audit_model(
             progress=phase(f"{scorer.name}: {lexicon} words", total, done),
             model_spec=spec,
         )
-    return ModelAudit(spec, scorer.name, sweep_dir, word_dirs, loaded=True)
-
-
-def lexicon_slug(lexicon: str) -> str:
-    return model_slug(Path(lexicon).stem if os.sep in lexicon or "." in lexicon else lexicon)
+    return ModelRuns(spec, scorer.name, sweep_dir, word_dirs, loaded=True)
 
 
 def _rows_done(run_dir: Path) -> int:
@@ -174,7 +138,7 @@ def _rows_done(run_dir: Path) -> int:
 
 def _analyse_and_report(
     root: Path,
-    audits: list[ModelAudit],
+    audits: list[ModelRuns],
     lexicons: list[str],
     families: Sequence[str],
     n_permutations: int,
@@ -212,4 +176,4 @@ def _analyse_and_report(
     return AuditResult(root, audits, value_dirs, report, notes)
 
 
-__all__ = ["DEFAULT_MODEL", "AuditResult", "ModelAudit", "model_slug", "run_audit"]
+__all__ = ["DEFAULT_MODEL", "AuditResult", "run_audit"]

@@ -39,12 +39,12 @@ import pandas as pd
 from rewardlens.analysis.alignment import TEXT_RULES, TextAlignment, align_vocabularies, describe_rule
 from rewardlens.errors import UserError
 from rewardlens.lexicons import Lexicon, load_lexicon
+from rewardlens.progress import Progress
 from rewardlens.prompts import Prompt
 
 if TYPE_CHECKING:
     from rewardlens.scorers import ModelScorer
 
-Progress = Callable[[int], None] | None
 
 MEASURES = ("log-ratio", "mwlr")
 ALIGN_MODES = ("auto", "id", "text")
@@ -562,15 +562,6 @@ def _per_prompt(count: Callable[[int], None] | None) -> Progress:
     return lambda rows: count(1)
 
 
-def _complete_run(run_dir: Path, model_spec: str) -> bool:
-    from rewardlens.runs import read_manifest
-
-    if not (run_dir / "run.json").is_file():
-        return False
-    manifest = read_manifest(run_dir)
-    return bool(manifest.get("complete")) and manifest.get("model_spec") == model_spec
-
-
 def _family_option(spec: str, policy_name: str, implicit_name: str, families: Sequence[str]) -> str:
     """`implicit_name=FAMILY`: the policy's family (from --family for the audited model, else its name)."""
     from rewardlens.analysis.family import infer_family, parse_family_options
@@ -605,9 +596,10 @@ def implicit_for_audit(
     `plain-nospace` and is loaded once; a reward model has no implicit reward and is skipped with a note.
     Finished runs are not recomputed; the value family of an implicit run is its policy's.
     """
-    from rewardlens.audit import SWEEP_PROMPTS, WORD_PROMPTS, lexicon_slug, model_slug
+    from rewardlens.audit import SWEEP_PROMPTS, WORD_PROMPTS
+    from rewardlens.layout import lexicon_slug, model_slug
     from rewardlens.prompts import load_prompts
-    from rewardlens.runs import read_manifest, shard_files
+    from rewardlens.runs import is_complete_run, read_manifest, shard_files
     from rewardlens.values import analyze_value_files
 
     if not models:
@@ -626,7 +618,7 @@ def implicit_for_audit(
     for spec in models:
         directory = root / "models" / model_slug(spec)
         runs = [directory / name for name, _, _ in responses]
-        if not all(_complete_run(run, f"implicit:{spec}|{reference}") for run in runs):
+        if not all(is_complete_run(run, f"implicit:{spec}|{reference}") for run in runs):
             policy_scorer = _loaded_language_model(spec, "policy", policy_template, options)
             if policy_scorer is None:
                 result.notes.append(f"{spec} is a reward model: it has no implicit reward (that needs an LM)")

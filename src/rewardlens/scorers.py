@@ -7,7 +7,7 @@ to an engine; it never computes statistics.
 from __future__ import annotations
 
 import platform
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, Literal, Protocol
 
 import numpy as np
@@ -19,8 +19,8 @@ from rewardlens.errors import UserError
 from rewardlens.models.heads import backbone_of, full_forward_scores
 from rewardlens.models.loading import LoadedModel, load_model
 from rewardlens.models.templates import ConversationTemplate, make_template
+from rewardlens.progress import Progress
 
-Progress = Callable[[int], None] | None
 Reduction = Literal["sum", "mean"]
 
 

@@ -32,8 +32,7 @@ A study file:
 from __future__ import annotations
 
 import os
-import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from importlib import resources
 from pathlib import Path
@@ -42,8 +41,8 @@ from typing import Any
 import yaml
 
 from rewardlens.errors import UserError
-
-PhaseProgress = Callable[[str, int, int], Callable[[int], None]]
+from rewardlens.layout import ModelRuns, lexicon_slug, model_slug
+from rewardlens.progress import PhaseProgress, no_progress
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 KINDS = ("auto", "reward", "lm")
@@ -516,27 +515,6 @@ def audit_study(
 # ---------------------------------------------------------------------------------------------- running
 
 
-def model_slug(spec: str) -> str:
-    """A directory name for a model spec: its base name, safe characters only (as `rewardlens audit`)."""
-    base = Path(spec.rstrip("/\\")).name or spec
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", base).strip("._") or "model"
-
-
-def lexicon_slug(lexicon: str) -> str:
-    return model_slug(Path(lexicon).stem if os.sep in lexicon or "." in lexicon else lexicon)
-
-
-@dataclass
-class ModelRuns:
-    """Where a model's runs are (the shape `rewardlens.report.audit_html` reads)."""
-
-    spec: str
-    name: str
-    sweep_dir: Path
-    word_dirs: dict[str, Path]
-    loaded: bool = False
-
-
 @dataclass
 class StudyResult:
     out: Path
@@ -547,19 +525,6 @@ class StudyResult:
     report: Path | None = None
     skipped_jobs: int = 0
     notes: list[str] = field(default_factory=list)
-
-
-def _no_progress(description: str, total: int, done: int) -> Callable[[int], None]:
-    return lambda n: None
-
-
-def _complete(run_dir: Path, spec: str) -> bool:
-    from rewardlens.runs import read_manifest
-
-    if not (run_dir / "run.json").is_file():
-        return False
-    manifest = read_manifest(run_dir)
-    return bool(manifest.get("complete")) and manifest.get("model_spec") == spec
 
 
 def _runs_of(study: Study, model: StudyModel, root: Path) -> ModelRuns:
@@ -589,11 +554,12 @@ def run_study(
     out: str | os.PathLike[str],
     *,
     ray: Any = None,
-    phase: PhaseProgress = _no_progress,
+    phase: PhaseProgress = no_progress,
 ) -> StudyResult:
     """Run every job of every model (on Ray when `ray` is a `RayOptions`), then the analyses and the report."""
     from rewardlens.distributed import RayOptions, open_pool, sweep_with_pool, words_with_pool
     from rewardlens.prompts import load_prompts
+    from rewardlens.runs import is_complete_run
 
     root = Path(out)
     _write_study_file(study, root)
@@ -604,7 +570,7 @@ def run_study(
         runs = _runs_of(study, model, root)
         result.models.append(runs)
         jobs = ([runs.sweep_dir] if study.sweep else []) + list(runs.word_dirs.values())
-        todo = [path for path in jobs if not _complete(path, model.spec)]
+        todo = [path for path in jobs if not is_complete_run(path, model.spec)]
         result.skipped_jobs += len(jobs) - len(todo)
         if not todo:
             continue
@@ -650,12 +616,13 @@ def _run_implicit(
     study: Study, job: ImplicitJob, root: Path, ray: Any, result: StudyResult, phase: PhaseProgress
 ) -> None:
     from rewardlens.prompts import load_prompts
+    from rewardlens.runs import is_complete_run
 
     prompts = load_prompts(job.prompts)
     for pair in job.pairs:
         target = root / "implicit" / pair.name
         result.implicit_dirs[pair.name] = target
-        if _complete(target, f"implicit:{pair.policy}|{pair.reference}"):  # the run's model_spec
+        if is_complete_run(target, f"implicit:{pair.policy}|{pair.reference}"):  # the run's model_spec
             result.skipped_jobs += 1
             continue
         options: dict[str, Any] = {

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -27,13 +27,13 @@ import pandas as pd
 from rewardlens.engine import ENGINES
 from rewardlens.errors import UserError
 from rewardlens.models.vocabulary import select_tokens
+from rewardlens.progress import Progress
 from rewardlens.prompts import Prompt
 from rewardlens.runs.store import RunStore, identity_difference, read_manifest
 
 if TYPE_CHECKING:
     from rewardlens.scorers import ModelScorer, ScorerInfo
 
-Progress = Callable[[int], None] | None
 
 DEFAULT_SHARD_SIZE = 4096
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,12 +21,12 @@ import pandas as pd
 
 from rewardlens.errors import UserError
 from rewardlens.lexicons import Lexicon, load_lexicon
+from rewardlens.progress import Progress
 from rewardlens.prompts import Prompt
 
 if TYPE_CHECKING:
     from rewardlens.scorers import ModelScorer, ScorerInfo
 
-Progress = Callable[[int], None] | None
 
 # What makes two word runs "the same run": a DIR holding another one is refused (unless overwrite).
 IDENTITY_KEYS = ("kind_of_run", "model_spec", "prompts", "lexicon", "words_sha1", "kind", "template", "dtype")

@@ -18,17 +18,11 @@ import pandas as pd
 from rewardlens.distributed.ray_runner import Pool, QueueStats
 from rewardlens.distributed.shards import ShardTask, SweepShardTask, WordShardTask
 from rewardlens.lexicons import Lexicon, load_lexicon
+from rewardlens.progress import PhaseProgress, no_progress
 from rewardlens.prompts import Prompt
 from rewardlens.runs.store import RunStore
 from rewardlens.sweep import DEFAULT_SHARD_SIZE, SweepSummary, prepare_sweep
 from rewardlens.words import WordsSummary
-
-# `phase(description, total, done)` returns the callback that counts scored rows (as in `rewardlens.audit`).
-PhaseProgress = Callable[[str, int, int], Callable[[int], None]]
-
-
-def _no_progress(description: str, total: int, done: int) -> Callable[[int], None]:
-    return lambda n: None
 
 
 def _writer(store: RunStore, duplicates: list[str]) -> Callable[[ShardTask, pd.DataFrame], None]:
@@ -69,7 +63,7 @@ def sweep_with_pool(
     batch_size: int | None = None,
     engine: str = "cached",
     overwrite: bool = False,
-    phase: PhaseProgress = _no_progress,
+    phase: PhaseProgress = no_progress,
 ) -> SweepSummary:
     """A vocabulary sweep (see `rewardlens.sweep`) with its shards scored by the pool's workers."""
     started = time.perf_counter()
@@ -110,7 +104,7 @@ def words_with_pool(
     batch_size: int | None = None,
     engine: str = "cached",
     overwrite: bool = False,
-    phase: PhaseProgress = _no_progress,
+    phase: PhaseProgress = no_progress,
 ) -> WordsSummary:
     """A word run (see `rewardlens.words`) with its prompts scored by the pool's workers."""
     from rewardlens.sweep import check_prompts
@@ -146,7 +140,7 @@ def sweep_on_ray(
     ray: Any,
     load_options: dict[str, Any],
     *,
-    phase: PhaseProgress = _no_progress,
+    phase: PhaseProgress = no_progress,
     **sweep_options: Any,
 ) -> SweepSummary:
     """`run_sweep` on a Ray cluster: open a pool of actors (`ray`: a `RayOptions`), sweep, close the pool."""
@@ -164,7 +158,7 @@ def words_on_ray(
     ray: Any,
     load_options: dict[str, Any],
     *,
-    phase: PhaseProgress = _no_progress,
+    phase: PhaseProgress = no_progress,
     **words_options: Any,
 ) -> WordsSummary:
     """`run_words` on a Ray cluster: open a pool of actors (`ray`: a `RayOptions`), score, close the pool."""

@@ -23,8 +23,9 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from rewardlens.distributed.shards import Progress, ScorerFacts, ShardTask, scorer_facts
+from rewardlens.distributed.shards import ScorerFacts, ShardTask, scorer_facts
 from rewardlens.errors import UserError
+from rewardlens.progress import Progress
 
 if TYPE_CHECKING:
     from rewardlens.scorers import ModelScorer

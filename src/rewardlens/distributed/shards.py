@@ -8,20 +8,19 @@ rows whichever process scored it. Tasks are plain dataclasses: Ray pickles them 
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import pandas as pd
 
+from rewardlens.progress import Progress
 from rewardlens.prompts import Prompt
 from rewardlens.sweep import Shard, score_shard, shard_frame
 
 if TYPE_CHECKING:
     from rewardlens.scorers import ModelScorer
 
-Progress = Callable[[int], None] | None
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ from rewardlens.runs.query import connect, export_run, query, top_responses
 from rewardlens.runs.store import (
     RunStore,
     count_rows,
+    is_complete_run,
     load_run,
     read_manifest,
     run_status,
@@ -16,6 +17,7 @@ __all__ = [
     "connect",
     "count_rows",
     "export_run",
+    "is_complete_run",
     "load_run",
     "query",
     "read_manifest",

@@ -89,6 +89,14 @@ def read_manifest(directory: str | os.PathLike[str]) -> dict[str, Any]:
     return manifest
 
 
+def is_complete_run(directory: str | os.PathLike[str], model_spec: str) -> bool:
+    """Whether DIR holds a finished run of `model_spec` (a job that finds one needs no model)."""
+    if not _manifest_path(Path(directory)).is_file():
+        return False
+    manifest = read_manifest(directory)
+    return bool(manifest.get("complete")) and manifest.get("model_spec") == model_spec
+
+
 def load_run(directory: str | os.PathLike[str]) -> pd.DataFrame:
     """All rows of a run as one DataFrame, in shard-name order."""
     read_manifest(directory)  # a clear error for a DIR that is not a run

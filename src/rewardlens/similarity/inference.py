@@ -15,7 +15,7 @@ Everything is seeded: the same seed gives the same permutations and samples.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from itertools import combinations
 from typing import Any
@@ -25,13 +25,12 @@ import pandas as pd
 import torch
 
 from rewardlens.errors import UserError
+from rewardlens.progress import Progress
 from rewardlens.similarity.api import check_inputs, representations
 from rewardlens.similarity.pair import Pair
 from rewardlens.similarity.registry import Measure, get_measure
 from rewardlens.similarity.representation import Representation
 from rewardlens.similarity.validation import as_float64, check_same_rows
-
-Progress = Callable[[int], None] | None
 
 # Values equal to the observed one up to rounding count as "at least as extreme" (the identity
 # permutation must not look more extreme than itself because of a last-bit difference).

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from itertools import combinations_with_replacement
 from pathlib import Path
@@ -20,6 +20,7 @@ import pandas as pd
 import torch
 
 from rewardlens.errors import UserError
+from rewardlens.progress import Progress
 from rewardlens.similarity.inference import (
     bootstrap_indices,
     bootstrap_values,
@@ -32,7 +33,6 @@ from rewardlens.similarity.registry import Measure, get_measure
 from rewardlens.similarity.representation import Representation
 from rewardlens.similarity.validation import as_float64, check_min_rows, check_same_rows
 
-Progress = Callable[[int], None] | None
 COLUMNS = ["model_a", "layer_a", "model_b", "layer_b", "measure", "value"]
 
 
