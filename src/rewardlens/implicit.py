@@ -377,16 +377,6 @@ def _early_identity(
     }
 
 
-def _refuse_other_run_early(out_dir: str | os.PathLike[str], identity: dict[str, Any], overwrite: bool) -> None:
-    from rewardlens.runs.store import identity_difference, read_manifest
-
-    if overwrite or not (Path(out_dir) / "run.json").is_file():
-        return
-    difference = identity_difference(read_manifest(out_dir), identity, IDENTITY_KEYS)
-    if difference is not None:
-        raise UserError(f"{out_dir} holds another run ({difference}); pass --overwrite to replace it")
-
-
 def _spec_and_template(model: Any, template: str, role: str) -> tuple[str, str]:
     """The spec and template option of a model to load, or of a loaded scorer (its own template)."""
     if isinstance(model, str | os.PathLike):
@@ -463,7 +453,9 @@ def run_implicit(
         include_special,
         model_options,
     )
-    _refuse_other_run_early(out_dir, identity, overwrite)
+    from rewardlens.runs.store import refuse_other_run
+
+    refuse_other_run(out_dir, identity, IDENTITY_KEYS, overwrite)  # before spending time on loading the models
 
     if on_loading:
         on_loading(policy_spec)
@@ -515,8 +507,7 @@ def run_implicit(
         if progress:
             progress(len(frame))
     seconds = time.perf_counter() - started
-    finished = store.finish()
-    store.update_manifest(scoring_seconds=round(float(finished.get("scoring_seconds", 0.0)) + seconds, 3))
+    finished = store.finish(scoring_seconds=seconds)
     return ImplicitSummary(
         directory=Path(out_dir),
         rows=int(finished["rows"]),

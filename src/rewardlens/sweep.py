@@ -29,7 +29,7 @@ from rewardlens.errors import UserError
 from rewardlens.models.vocabulary import select_tokens
 from rewardlens.progress import Progress
 from rewardlens.prompts import Prompt
-from rewardlens.runs.store import RunStore, identity_difference, read_manifest
+from rewardlens.runs.store import RunStore, refuse_other_run
 
 if TYPE_CHECKING:
     from rewardlens.scorers import ModelScorer, ScorerInfo
@@ -116,12 +116,7 @@ def check_prompts(prompts: Sequence[Prompt]) -> list[Prompt]:
 
 def refuse_other_run_early(out_dir: str | os.PathLike[str], identity: dict[str, Any], overwrite: bool) -> None:
     """Refuse a DIR holding another run before spending time on loading the model."""
-    manifest_path = Path(out_dir) / "run.json"
-    if overwrite or not manifest_path.is_file():
-        return
-    difference = identity_difference(read_manifest(out_dir), identity, EARLY_IDENTITY_KEYS)
-    if difference is not None:
-        raise UserError(f"{out_dir} holds another run ({difference}); pass --overwrite to replace it")
+    refuse_other_run(out_dir, identity, EARLY_IDENTITY_KEYS, overwrite)
 
 
 def early_identity(model_spec: str, prompts: Sequence[Prompt], tokens: str, include_special: bool) -> dict[str, Any]:
@@ -306,9 +301,7 @@ def execute_sweep(plan: SweepPlan, progress: Progress = None) -> SweepSummary:
         plan.store.write_shard(shard.name, shard_frame(scorer.name, shard, block, scores))
         written += len(ids)
     seconds = time.perf_counter() - started
-    manifest = plan.store.finish()
-    runs_seconds = float(manifest.get("scoring_seconds", 0.0)) + seconds
-    plan.store.update_manifest(scoring_seconds=round(runs_seconds, 3))
+    manifest = plan.store.finish(scoring_seconds=seconds)
     return SweepSummary(
         directory=plan.store.directory,
         rows=int(manifest["rows"]),

@@ -121,10 +121,8 @@ def refuse_other_words_run(
     overwrite: bool,
 ) -> None:
     """Refuse a DIR holding another run before spending time on loading the model."""
-    from rewardlens.runs.store import identity_difference, read_manifest
+    from rewardlens.runs.store import refuse_other_run
 
-    if overwrite or not (Path(out_dir) / "run.json").is_file():
-        return
     early = {
         "kind_of_run": "words",
         "model_spec": spec,
@@ -132,9 +130,7 @@ def refuse_other_words_run(
         "lexicon": lexicon.name,
         "words_sha1": words_sha1(word_table(lexicon)),
     }
-    difference = identity_difference(read_manifest(out_dir), early, early.keys())
-    if difference is not None:
-        raise UserError(f"{out_dir} holds another run ({difference}); pass --overwrite to replace it")
+    refuse_other_run(out_dir, early, early.keys(), overwrite)
 
 
 def words_manifest(
@@ -231,8 +227,7 @@ def run_words(
         store.write_shard(name, word_shard_frame(scorer.name, prompt, words, scores))
         written += len(texts)
     seconds = time.perf_counter() - started
-    finished = store.finish()
-    store.update_manifest(scoring_seconds=round(float(finished.get("scoring_seconds", 0.0)) + seconds, 3))
+    finished = store.finish(scoring_seconds=seconds)
     return WordsSummary(
         directory=Path(out_dir),
         rows=int(finished["rows"]),

@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from rewardlens.distributed.ray_runner import Pool, QueueStats
+from rewardlens.distributed.ray_runner import Pool, QueueStats, RayPool
 from rewardlens.distributed.shards import ShardTask, SweepShardTask, WordShardTask
 from rewardlens.lexicons import Lexicon, load_lexicon
 from rewardlens.progress import PhaseProgress, no_progress
@@ -38,17 +38,15 @@ def _writer(store: RunStore, duplicates: list[str]) -> Callable[[ShardTask, pd.D
 
 
 def _finish(store: RunStore, stats: QueueStats, pool: Pool, duplicates: list[str]) -> dict[str, Any]:
-    manifest = store.finish()
-    store.update_manifest(
-        scoring_seconds=round(float(manifest.get("scoring_seconds", 0.0)) + stats.seconds, 3),
+    return store.finish(
+        scoring_seconds=stats.seconds,
         workers={
-            "backend": "ray" if pool.__class__.__name__ == "RayPool" else "local",
+            "backend": "ray" if isinstance(pool, RayPool) else "local",
             "workers": pool.planned_workers,
             **stats.to_dict(),
             "duplicates_dropped": len(duplicates),
         },
     )
-    return store.manifest
 
 
 def sweep_with_pool(

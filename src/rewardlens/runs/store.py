@@ -207,22 +207,30 @@ def identity_difference(old: Mapping[str, Any], new: Mapping[str, Any], keys: It
     return None
 
 
+def refuse_other_run(
+    directory: str | os.PathLike[str], identity: Mapping[str, Any], keys: Iterable[str], overwrite: bool
+) -> None:
+    """Refuse a DIR whose run differs from `identity` on `keys`, unless `overwrite`.
+
+    Jobs call it early with the keys they know before loading a model; `RunStore` calls it with all of them.
+    """
+    if overwrite or not _manifest_path(Path(directory)).is_file():
+        return
+    difference = identity_difference(read_manifest(directory), identity, keys)
+    if difference is not None:
+        raise UserError(f"{directory} holds another run ({difference}); pass --overwrite to replace it")
+
+
 def _refuse_or_clear(directory: Path, new: Mapping[str, Any], keys: Iterable[str], overwrite: bool) -> bool:
     """Whether DIR holds the same run (to resume); clears it under `overwrite`, refuses another run."""
-    manifest_exists = _manifest_path(directory).exists()
-    if not manifest_exists:
-        if shard_files(directory) and not overwrite:
-            raise UserError(f"{directory} holds shards without a {MANIFEST_NAME}; pass --overwrite to replace them")
-        if overwrite:
-            _clear_run(directory)
-        return False
     if overwrite:
         _clear_run(directory)
         return False
-    old = read_manifest(directory)
-    difference = identity_difference(old, new, keys)
-    if difference is not None:
-        raise UserError(f"{directory} holds another run ({difference}); pass --overwrite to replace it")
+    if not _manifest_path(directory).exists():
+        if shard_files(directory):
+            raise UserError(f"{directory} holds shards without a {MANIFEST_NAME}; pass --overwrite to replace them")
+        return False
+    refuse_other_run(directory, new, keys, overwrite=False)
     return True
 
 
@@ -288,11 +296,19 @@ class RunStore:
         self.manifest.update(fields)
         _write_manifest(self.directory, self.manifest)
 
-    def finish(self) -> dict[str, Any]:
-        """Record end time and row count; complete when the rows match `rows_expected` (if given)."""
+    def finish(self, scoring_seconds: float | None = None, **fields: Any) -> dict[str, Any]:
+        """Record end time and row count; complete when the rows match `rows_expected` (if given).
+
+        `scoring_seconds` (this session's) is added to what earlier sessions of the run recorded; `fields`
+        are recorded as they are. One write of run.json.
+        """
         rows = self.rows_done()
         expected = self.manifest.get("rows_expected")
         self.manifest.update(finished_at=now_iso(), rows=rows, complete=expected is None or int(expected) == rows)
+        if scoring_seconds is not None:
+            earlier = float(self.manifest.get("scoring_seconds", 0.0))
+            self.manifest["scoring_seconds"] = round(earlier + scoring_seconds, 3)
+        self.manifest.update(fields)
         _write_manifest(self.directory, self.manifest)
         return self.manifest
 
