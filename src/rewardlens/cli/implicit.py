@@ -10,10 +10,10 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from rewardlens.cli.apps import app, bench_app
 from rewardlens.cli.options import BatchSizeOption, DeviceOption, DtypeOption, EngineOption, TrustRemoteCodeOption
+from rewardlens.cli.progress import bar_columns, transient_progress
 from rewardlens.cli.study import GpusPerWorkerOption, RayOption, WorkersOption, ray_options
 from rewardlens.cli.sweep import _prompts
 from rewardlens.errors import UserError
@@ -84,15 +84,7 @@ def implicit(
         raise UserError("implicit --ray runs on one worker (policy and reference side by side); drop --workers")
     chosen = _prompts(prompt, prompts)
     console = Console(stderr=True)
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, console=console, transient=True, disable=not console.is_terminal) as progress:
+    with transient_progress(console, *bar_columns()) as progress:
         task = progress.add_task("loading", total=None)
         if cluster is not None:
             from rewardlens.distributed import implicit_on_ray

@@ -11,10 +11,11 @@ from typing import Annotated, Any
 import numpy as np
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from rewardlens.cli.apps import bench_app, similarity_app
+from rewardlens.cli.progress import transient_progress
 from rewardlens.errors import UserError
 
 OptionList = Annotated[
@@ -71,7 +72,7 @@ def progress_bar(console: Console, label: str, total: int) -> Iterator[Callable[
         yield None
         return
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=console, transient=True, disable=not console.is_terminal) as progress:
+    with transient_progress(console, *columns) as progress:
         task = progress.add_task(label, total=total)
         yield lambda done: progress.advance(task, done)
 

@@ -3,21 +3,14 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
     ProgressColumn,
     Task,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
 )
 from rich.table import Table
 from rich.text import Text
@@ -36,6 +29,7 @@ from rewardlens.cli.options import (
     TrustRemoteCodeOption,
     check_engine,
 )
+from rewardlens.cli.progress import phase_progress
 from rewardlens.cli.study import DeviceMapOption, GpusPerWorkerOption, RayOption, WorkersOption, ray_options
 from rewardlens.errors import UserError
 
@@ -48,17 +42,6 @@ class _RateColumn(ProgressColumn):
         return Text("-- cand/s" if speed is None else f"{speed:,.0f} cand/s", style="progress.data.speed")
 
 
-def _progress(console: Console) -> Progress:
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        _RateColumn(),
-        TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-        console=console,
-    )
 
 
 def _prompts(prompt: list[str] | None, prompts: str | None) -> list[Any]:
@@ -129,12 +112,8 @@ def sweep(
     if cluster is not None:
         from rewardlens.distributed import sweep_on_ray
 
-        with _progress(console) as progress:
-
-            def phase(description: str, total: int, done: int) -> Callable[[int], None]:
-                task = progress.add_task(description, total=total, completed=done)
-                return lambda n: progress.advance(task, n)
-
+        display, phase = phase_progress(console, _RateColumn())
+        with display:
             summary = sweep_on_ray(
                 model,
                 chosen,
@@ -165,9 +144,9 @@ def sweep(
         engine=engine,
         overwrite=overwrite,
     )
-    with _progress(console) as progress:
-        task = progress.add_task("sweep", total=plan.rows_expected, completed=plan.rows_done)
-        summary = execute_sweep(plan, progress=lambda n: progress.advance(task, n))
+    display, phase = phase_progress(console, _RateColumn())
+    with display:
+        summary = execute_sweep(plan, progress=phase("sweep", plan.rows_expected, plan.rows_done))
     _print_summary(summary, as_json)
 
 

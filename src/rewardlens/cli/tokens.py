@@ -8,10 +8,11 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from rewardlens.cli.apps import analyze_app
+from rewardlens.cli.progress import transient_progress
 
 _ALIGNMENT_HEADERS = {
     "model": "model",
@@ -55,14 +56,8 @@ def tokens(
 
     overrides = parse_framings(framing or [])
     console = Console(stderr=True)
-    with Progress(
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-        disable=not console.is_terminal,  # a transient display would leave an empty line in a log
-    ) as progress:
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
+    with transient_progress(console, *columns) as progress:
         task = progress.add_task("loading runs", total=_STEPS)
 
         def step(name: str) -> None:

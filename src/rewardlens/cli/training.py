@@ -13,6 +13,7 @@ from rich.table import Table
 
 from rewardlens.cli.apps import analyze_app, app
 from rewardlens.cli.options import DeviceOption, TemplateOption
+from rewardlens.cli.progress import transient_progress
 
 _console = Console(stderr=True)
 
@@ -57,8 +58,10 @@ class _StepBar:
 
 
 def _progress() -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    TimeRemainingColumn(), console=_console, transient=True)
+    return transient_progress(
+        _console, TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        TimeRemainingColumn()
+    )
 
 
 @app.command()
