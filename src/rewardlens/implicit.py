@@ -420,17 +420,15 @@ def run_implicit(
     trust_remote_code, revision) or loaded language-model scorers (whose own templates then apply).
     Exactly one of `vocab` and `lexicon` chooses the responses.
     """
-    from rewardlens.engine import ENGINES
+    from rewardlens.engine import check_batch_size, check_engine
     from rewardlens.runs import RunStore
     from rewardlens.sweep import check_prompts
     from rewardlens.words import word_table
 
     prompts = check_prompts(prompts)
     check_measure(measure, beta)
-    if engine not in ENGINES:
-        raise UserError(f"unknown engine '{engine}' (use {', '.join(ENGINES)})")
-    if batch_size is not None and batch_size < 1:
-        raise UserError("--batch-size must be at least 1")
+    check_engine(engine)
+    check_batch_size(batch_size)
     if align not in ALIGN_MODES:
         raise UserError(f"unknown alignment '{align}' (use {', '.join(ALIGN_MODES)})")
     if text_rule not in TEXT_RULES:

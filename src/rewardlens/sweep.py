@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 import pandas as pd
 
-from rewardlens.engine import ENGINES
+from rewardlens.engine import check_batch_size, check_engine
 from rewardlens.errors import UserError
 from rewardlens.models.vocabulary import select_tokens
 from rewardlens.progress import Progress
@@ -173,12 +173,10 @@ def prepare_sweep(
 ) -> SweepPlan:
     """Select the candidates, open (or resume) the run in `out_dir`, and list the shards to write."""
     prompts = check_prompts(prompts)
-    if engine not in ENGINES:
-        raise UserError(f"unknown engine '{engine}' (use {', '.join(ENGINES)})")
+    check_engine(engine)
     if shard_size < 1:
         raise UserError("--shard-size must be at least 1")
-    if batch_size is not None and batch_size < 1:
-        raise UserError("--batch-size must be at least 1")
+    check_batch_size(batch_size)
     description = dict(scorer.describe())
     spec = model_spec or str(description.get("spec") or scorer.name)
     identity = early_identity(spec, prompts, tokens, include_special)

@@ -33,12 +33,3 @@ IncludeEndOption = Annotated[
     bool, typer.Option("--include-end", help="Language models: also score the end-of-turn token after the response.")
 ]
 
-
-def check_engine(engine: str) -> str:
-    """Engine names are validated here so that every command gives the same one-line error."""
-    from rewardlens.engine import ENGINES
-    from rewardlens.errors import UserError
-
-    if engine not in ENGINES:
-        raise UserError(f"unknown engine '{engine}' (use {', '.join(ENGINES)})")
-    return engine

@@ -22,7 +22,6 @@ from rewardlens.cli.options import (
     RevisionOption,
     TemplateOption,
     TrustRemoteCodeOption,
-    check_engine,
 )
 from rewardlens.errors import UserError
 
@@ -63,6 +62,8 @@ def score(
     from rewardlens.scorers import load_scorer
 
     responses = _read_responses(response or [], responses_file)
+    from rewardlens.engine import check_engine
+
     check_engine(engine)
     scorer = load_scorer(
         model,

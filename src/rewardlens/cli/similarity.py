@@ -224,6 +224,7 @@ def layers_command(
     trust_remote_code: Annotated[bool, typer.Option("--trust-remote-code", help="Allow the model's own code.")] = False,
 ) -> None:
     """Compare the hidden states of every layer (embeddings and each block) within and across models."""
+    from rewardlens.engine import check_batch_size
     from rewardlens.report.similarity_plots import save_layer_heatmaps
     from rewardlens.similarity import get_measure
     from rewardlens.similarity.activations import POOLS
@@ -238,8 +239,7 @@ def layers_command(
 
     if not 1 <= len(model) <= 2:
         raise UserError("give one or two --model")
-    if batch_size < 1:
-        raise UserError("--batch-size must be at least 1")
+    check_batch_size(batch_size)
     names = [name.strip() for name in measure.split(",") if name.strip()]
     chosen = [get_measure(name) for name in names]
     options = parse_options(option, center)

@@ -27,7 +27,6 @@ from rewardlens.cli.options import (
     RevisionOption,
     TemplateOption,
     TrustRemoteCodeOption,
-    check_engine,
 )
 from rewardlens.cli.progress import phase_progress
 from rewardlens.cli.study import DeviceMapOption, GpusPerWorkerOption, RayOption, WorkersOption, ray_options
@@ -94,6 +93,8 @@ def sweep(
 
     cluster = ray_options(ray, workers, gpus_per_worker)
     chosen = _prompts(prompt, prompts)
+    from rewardlens.engine import check_engine
+
     check_engine(engine)
     # Cheap refusals first: another run in DIR, or a DIR that cannot be written, before loading a model.
     refuse_other_run_early(out, early_identity(model, chosen, tokens, include_special), overwrite)

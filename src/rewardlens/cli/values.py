@@ -23,7 +23,6 @@ from rewardlens.cli.options import (
     RevisionOption,
     TemplateOption,
     TrustRemoteCodeOption,
-    check_engine,
 )
 from rewardlens.cli.progress import phase_progress
 from rewardlens.cli.study import DeviceMapOption, GpusPerWorkerOption, RayOption, WorkersOption, ray_options
@@ -207,6 +206,8 @@ def words(
     from rewardlens.words import refuse_other_words_run, run_words, word_table
 
     cluster = ray_options(ray, workers, gpus_per_worker)
+    from rewardlens.engine import check_engine
+
     check_engine(engine)
     chosen_prompts = load_prompts(prompts)
     chosen_lexicon = load_lexicon(lexicon)
@@ -304,6 +305,8 @@ def audit(
     from rewardlens.audit import DEFAULT_MODEL, run_audit
 
     cluster = ray_options(ray, workers, gpus_per_worker)
+    from rewardlens.engine import check_engine
+
     check_engine(engine)
     console = Console(stderr=True)
     display, phase = phase_progress(console)

@@ -14,8 +14,22 @@ from rewardlens.engine.cached import run_cached
 from rewardlens.engine.readouts import LogprobReadout, Readout, RewardReadout
 from rewardlens.engine.reference import run_reference
 from rewardlens.engine.requests import ScoreRequest, group_by_prompt
+from rewardlens.errors import UserError
 
 ENGINES = ("cached", "batched", "reference")
+
+
+def check_engine(engine: str) -> str:
+    """Engine names are checked here, so that every job and command refuses a bad one with the same line."""
+    if engine not in ENGINES:
+        raise UserError(f"unknown engine '{engine}' (use {', '.join(ENGINES)})")
+    return engine
+
+
+def check_batch_size(batch_size: int | None) -> None:
+    """None (chosen from memory) or at least 1."""
+    if batch_size is not None and batch_size < 1:
+        raise UserError("--batch-size must be at least 1")
 
 
 def run_engine(
