@@ -25,6 +25,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from rewardlens.models.quiet import quiet_transformers
 from rewardlens.models.spec import ResolvedModel
 
 CACHE_ENV = "REWARDLENS_CACHE"
@@ -73,22 +74,16 @@ def _convert(resolved: ResolvedModel, folder: Path) -> None:
     """Save the de-quantized model, its config and its tokenizer as transformers loads them from the .gguf."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
-    from transformers.utils import logging as hf_logging
 
     kwargs = {"gguf_file": resolved.gguf_file}
-    verbosity = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            tokenizer = AutoTokenizer.from_pretrained(str(resolved.directory), **kwargs)
-            model = AutoModelForCausalLM.from_pretrained(str(resolved.directory), dtype=torch.float32, **kwargs)
-            _check_room(folder, sum(p.numel() * 4 for p in model.parameters()))
-            forget_gguf_quantization(model)
-            model.save_pretrained(folder)
-            tokenizer.save_pretrained(folder)
-    finally:
-        hf_logging.set_verbosity(verbosity)
+    # The de-quantization bar stays: converting takes tens of seconds, once.
+    with quiet_transformers(progress_bars=True):
+        tokenizer = AutoTokenizer.from_pretrained(str(resolved.directory), **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(str(resolved.directory), dtype=torch.float32, **kwargs)
+        _check_room(folder, sum(p.numel() * 4 for p in model.parameters()))
+        forget_gguf_quantization(model)
+        model.save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
 
 
 def loadable(resolved: ResolvedModel) -> ResolvedModel:

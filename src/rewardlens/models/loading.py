@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -12,6 +11,7 @@ from torch import nn
 from rewardlens.errors import UserError
 from rewardlens.models import gguf
 from rewardlens.models.heads import ScoreHead, find_score_head
+from rewardlens.models.quiet import quiet_transformers
 from rewardlens.models.spec import ResolvedModel, resolve_model
 
 ModelKind = Literal["reward", "lm"]
@@ -91,18 +91,9 @@ def _infer_kind(config: Any, resolved: ResolvedModel) -> ModelKind:
 
 
 def _load_weights(auto_class: Any, resolved: ResolvedModel, kwargs: dict[str, Any]) -> nn.Module:
-    from transformers.utils import logging as hf_logging
-
-    # transformers logs every randomly initialised weight and draws its own bars; our CLI has its own.
-    verbosity = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return auto_class.from_pretrained(str(resolved.directory), **kwargs)
-    finally:
-        hf_logging.set_verbosity(verbosity)
+    with quiet_transformers():
+        model: nn.Module = auto_class.from_pretrained(str(resolved.directory), **kwargs)
+        return model
 
 
 def load_model(

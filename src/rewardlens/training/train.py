@@ -179,9 +179,9 @@ def training_device(device: str) -> torch.device:
 def load_base(spec: str, device: torch.device, lora: bool, seed: int) -> tuple[nn.Module, Any, dict[str, Any]]:
     """The base with a fresh one-output score head, its tokenizer, and how it was resolved."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, set_seed
-    from transformers.utils import logging as hf_logging
 
     from rewardlens.models.gguf import forget_gguf_quantization, loadable
+    from rewardlens.models.quiet import quiet_transformers
     from rewardlens.models.spec import resolve_model
 
     resolved = resolve_model(spec)
@@ -201,17 +201,13 @@ def load_base(spec: str, device: torch.device, lora: bool, seed: int) -> tuple[n
     if tokenizer.pad_token_id is None:
         raise UserError(f"base '{spec}' has neither a pad nor an end-of-sequence token")
     set_seed(seed)  # the new score head is drawn here
-    verbosity = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()  # every base lacks the head it gets here; that is not news
-    hf_logging.disable_progress_bar()
     try:
-        model = AutoModelForSequenceClassification.from_pretrained(
-            str(files.directory), num_labels=1, dtype=dtype, **kwargs
-        )
+        with quiet_transformers(hide_warnings=False):  # every base lacks the head it gets here; that is not news
+            model = AutoModelForSequenceClassification.from_pretrained(
+                str(files.directory), num_labels=1, dtype=dtype, **kwargs
+            )
     except (OSError, ValueError, KeyError, RuntimeError) as err:
         raise UserError(f"cannot load base '{spec}' with a score head: {str(err).splitlines()[0][:200]}") from None
-    finally:
-        hf_logging.set_verbosity(verbosity)
     if files.gguf_file:
         forget_gguf_quantization(model)
     # The new head is trained in full (peft's modules_to_save): float32 masters, so that lr-1e-5 updates are not
