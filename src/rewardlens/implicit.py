@@ -150,12 +150,13 @@ def _spec_of(scorer: ModelScorer) -> str:
 
 def _n_logits(scorer: ModelScorer) -> int:
     """The number of next-token logits the model outputs (may differ from the tokenizer's length)."""
+    from rewardlens.models.loading import text_config
+
     model: Any = scorer.model  # a transformers PreTrainedModel; nn.Module's typing hides its methods
     weight = getattr(model.get_output_embeddings(), "weight", None)
     if weight is not None:
         return int(weight.shape[0])
-    config = getattr(model.config, "text_config", None) or model.config
-    return int(config.vocab_size)
+    return int(text_config(model).vocab_size)
 
 
 def same_vocabulary(policy: Any, reference: Any) -> bool:

@@ -17,7 +17,7 @@ from rewardlens.engine import LogprobReadout, Readout, RewardReadout, ScoreReque
 from rewardlens.engine.readouts import lm_logits
 from rewardlens.errors import UserError
 from rewardlens.models.heads import backbone_of, full_forward_scores
-from rewardlens.models.loading import LoadedModel, load_model
+from rewardlens.models.loading import LoadedModel, load_model, text_config
 from rewardlens.models.templates import ConversationTemplate, make_template
 from rewardlens.progress import Progress
 
@@ -47,7 +47,7 @@ def default_batch_size(loaded: LoadedModel, kind: str) -> int:
     """A batch that fits: from free GPU memory on CUDA, a fixed size that keeps 2 CPU cores busy otherwise."""
     if loaded.device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(loaded.device)
-        config = getattr(loaded.model.config, "text_config", None) or loaded.model.config
+        config = text_config(loaded.model)
         hidden = int(getattr(config, "hidden_size", 4096))
         layers = int(getattr(config, "num_hidden_layers", 32))
         vocab = int(getattr(config, "vocab_size", 32000)) if kind == "lm" else 0

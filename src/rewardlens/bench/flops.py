@@ -10,10 +10,7 @@ import torch
 from torch import nn
 
 from rewardlens.engine.requests import ScoreRequest, group_by_prompt
-
-
-def _config(model: nn.Module) -> object:
-    return getattr(model.config, "text_config", None) or model.config
+from rewardlens.models.loading import text_config
 
 
 def linear_params_per_token(model: nn.Module) -> int:
@@ -33,10 +30,10 @@ def transformer_flops(model: nn.Module, requests: Sequence[ScoreRequest], prompt
     Padding is not counted (it is wasted work). `prompt_once`: the prompt of each group is
     processed once (cached engine) rather than once per request.
     """
-    config = _config(model)
-    layers = int(config.num_hidden_layers)  # type: ignore[attr-defined]
-    heads = int(config.num_attention_heads)  # type: ignore[attr-defined]
-    head_dim = int(getattr(config, "head_dim", None) or config.hidden_size // heads)  # type: ignore[attr-defined]
+    config = text_config(model)
+    layers = int(config.num_hidden_layers)
+    heads = int(config.num_attention_heads)
+    head_dim = int(getattr(config, "head_dim", None) or config.hidden_size // heads)
     per_token = 2 * linear_params_per_token(model)
 
     def tokens_flops(start: int, stop: int) -> float:

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from rewardlens.models.heads import ScoreHead
+from rewardlens.models.loading import text_config
 
 
 class Readout(Protocol):
@@ -51,8 +52,7 @@ def lm_logits(model: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
     """Next-token logits, with the final soft-capping that Gemma-2 style models apply."""
     head: Any = getattr(model, "get_output_embeddings")()  # noqa: B009 - typed as Module attribute
     logits = head(hidden).float()
-    config = getattr(model.config, "text_config", None) or model.config
-    cap = getattr(config, "final_logit_softcapping", None)
+    cap = getattr(text_config(model), "final_logit_softcapping", None)
     if cap:
         logits = torch.tanh(logits / cap) * cap
     return logits

@@ -18,6 +18,11 @@ ModelKind = Literal["reward", "lm"]
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
+def text_config(model: Any) -> Any:
+    """The config of a model's language part: multimodal models (Gemma 3, ...) nest it as `text_config`."""
+    return getattr(model.config, "text_config", None) or model.config
+
+
 @dataclass
 class LoadedModel:
     """A model ready to score: weights in eval mode, tokenizer, and how its score is read."""
@@ -32,9 +37,7 @@ class LoadedModel:
 
     @property
     def max_length(self) -> int | None:
-        config = self.model.config
-        config = getattr(config, "text_config", None) or config
-        value = getattr(config, "max_position_embeddings", None)
+        value = getattr(text_config(self.model), "max_position_embeddings", None)
         return int(value) if value else None
 
 
