@@ -30,7 +30,6 @@ BUNDLED_LEXICONS: dict[str, tuple[str, str]] = {
     "mfd2": ("mfd2.dicx", "Moral Foundations Dictionary 2.0: 5 foundations x virtue/vice (Frimer 2019)"),
 }
 
-_WORD_COLUMNS = ("word", "token_decoded", "dicterm", "term", "entry")
 _CATEGORY_COLUMNS = ("category", "categories")
 _MARKS = {"x", "1", "true", "yes"}
 _BLANKS = {"", "na", "nan", "0", "false", "no"}

@@ -18,7 +18,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -69,7 +69,6 @@ class QueueStats:
     workers_lost: int = 0
     replacements: int = 0  # actors started to replace dead ones
     seconds: float = 0.0
-    requeued_names: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -337,7 +336,6 @@ class RayPool:
                 # The shard was not written (only the driver writes); score it again elsewhere.
                 pending.appendleft(task)
                 stats.requeued += 1
-                stats.requeued_names.append(task.name)
                 lose(actor)
                 continue
             except ray.exceptions.RayTaskError as err:

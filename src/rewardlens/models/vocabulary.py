@@ -23,9 +23,6 @@ _WORD = re.compile(r" ?[^\W\d_]+")
 # Leading-space markers of SentencePiece (`▁`) and byte-level BPE (`Ġ`) vocabularies.
 _SPACE_MARKERS = ("\u2581", "\u0120")
 
-TOKEN_FILTERS = ("all", "words", "START:END")
-
-
 def vocabulary_size(tokenizer: Any) -> int:
     """Ids 0 .. len(tokenizer)-1: the base vocabulary plus added tokens."""
     return len(tokenizer)

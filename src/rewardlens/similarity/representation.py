@@ -242,15 +242,6 @@ class Representation(FeatureSide):
 
         return self.cached("reduced", compute)
 
-    def centered(self) -> Representation:
-        """The column-centred version (itself when centred); for estimators defined on centred data."""
-        if self.center:
-            return self
-        return self.cached(
-            "centered",
-            lambda: Representation(self.raw, center=True, name=self.name, stimulus_ids=self.stimulus_ids),
-        )
-
     def take(self, index: torch.Tensor, resample: bool = False) -> Representation:
         """Rows `index` as a new representation: a permutation, or a bootstrap sample when `resample`.
 

@@ -9,14 +9,14 @@ the in-memory computation to rounding. Memory: two blocks plus three d x d matri
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import torch
 
 from rewardlens.similarity.pair import Pair
-from rewardlens.similarity.representation import StreamedSide, gram_of_columns, product
+from rewardlens.similarity.representation import StreamedSide, gram_of_columns, product, row_sq_norms_of
 from rewardlens.similarity.validation import check_finite
 
 DEFAULT_BLOCK_BYTES = 64 * 2**20
@@ -65,7 +65,6 @@ def streamed_pair(
     center: bool = True,
     block_rows: int | None = None,
     names: tuple[str, str] = ("X", "Y"),
-    progress: Callable[[int], None] | None = None,
 ) -> Pair:
     """The `Pair` statistics of two row-aligned arrays, read in blocks of `block_rows` rows."""
     n, dx, dy = int(x.shape[0]), int(x.shape[1]), int(y.shape[1])
@@ -80,8 +79,6 @@ def streamed_pair(
         if center:
             mean_x += bx.sum(dim=0)
             mean_y += by.sum(dim=0)
-        if progress:
-            progress(int(bx.shape[0]))
     mean_x /= n
     mean_y /= n
 
@@ -98,10 +95,8 @@ def streamed_pair(
         yty += gram_of_columns(by)
         xty += product(bx, by)
         stop = start + bx.shape[0]
-        norms_x[start:stop] = torch.sum(bx**2, dim=1)
-        norms_y[start:stop] = torch.sum(by**2, dim=1)
-        if progress:
-            progress(int(bx.shape[0]))
+        norms_x[start:stop] = row_sq_norms_of(bx)
+        norms_y[start:stop] = row_sq_norms_of(by)
     side_x = StreamedSide(names[0], n, xtx, norms_x)
     side_y = StreamedSide(names[1], n, yty, norms_y)
     return Pair(side_x, side_y, cross=xty)
