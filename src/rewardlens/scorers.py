@@ -43,6 +43,12 @@ class ScorerInfo(Protocol):
     def describe(self) -> dict[str, Any]: ...
 
 
+def scores_first_token_logprobs(scorer: ScorerInfo) -> bool:
+    """Whether a one-token response's score is the first-token log-probability of that token (a language
+    model that does not also score the end-of-turn token), which one forward pass gives for every token."""
+    return scorer.kind == "lm" and not scorer.include_end
+
+
 def default_batch_size(loaded: LoadedModel, kind: str) -> int:
     """A batch that fits: from free GPU memory on CUDA, a fixed size that keeps 2 CPU cores busy otherwise."""
     if loaded.device.type == "cuda":
@@ -141,6 +147,17 @@ class ModelScorer:
         reduce = np.sum if reduction == "sum" else np.mean
         return np.asarray([reduce(r) for r in results], dtype=np.float64)
 
+    def score_requests(
+        self,
+        requests: Sequence[ScoreRequest],
+        engine: str = "cached",
+        batch_size: int | None = None,
+        progress: Progress = None,
+        reduction: Reduction = "sum",
+    ) -> np.ndarray:
+        """One score per request (a language model's token log-probabilities summed, or averaged)."""
+        return self._reduce(self.run(requests, engine, batch_size, progress), reduction)
+
     def score_token_ids(
         self,
         prompt: str,
@@ -151,7 +168,7 @@ class ModelScorer:
         reduction: Reduction = "sum",
     ) -> np.ndarray:
         """Scores of single-token responses, each exactly `prefix_ids + [id] + suffix_ids`."""
-        return self._reduce(self.run(self.token_requests(prompt, token_ids), engine, batch_size, progress), reduction)
+        return self.score_requests(self.token_requests(prompt, token_ids), engine, batch_size, progress, reduction)
 
     def score_texts(
         self,
@@ -163,7 +180,7 @@ class ModelScorer:
         reduction: Reduction = "sum",
     ) -> np.ndarray:
         """Scores of text responses, each the tokenization of the full rendered conversation."""
-        return self._reduce(self.run(self.text_requests(prompt, responses), engine, batch_size, progress), reduction)
+        return self.score_requests(self.text_requests(prompt, responses), engine, batch_size, progress, reduction)
 
     def token_logprobs(
         self, prompt: str, responses: Sequence[str], engine: str = "cached", batch_size: int | None = None

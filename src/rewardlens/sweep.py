@@ -30,6 +30,7 @@ from rewardlens.models.vocabulary import select_tokens
 from rewardlens.progress import Progress
 from rewardlens.prompts import Prompt
 from rewardlens.runs.store import RunStore, refuse_other_run
+from rewardlens.scorers import scores_first_token_logprobs
 
 if TYPE_CHECKING:
     from rewardlens.scorers import ModelScorer, ScorerInfo
@@ -100,7 +101,7 @@ class SweepSummary:
 def score_definition(scorer: ScorerInfo) -> str:
     if scorer.kind == "reward":
         return "reward head logit of prefix_ids + [token_id] + suffix_ids"
-    if getattr(scorer, "include_end", False):
+    if scorer.include_end:
         return "log p(token_id, end-of-turn | prompt)"
     return "log p(first response token = token_id | prompt)"
 
@@ -242,10 +243,6 @@ def shard_frame(model_name: str, shard: Shard, block: pd.DataFrame, scores: np.n
     )
 
 
-def _uses_first_token_logprobs(scorer: ScorerInfo) -> bool:
-    return scorer.kind == "lm" and not getattr(scorer, "include_end", False)
-
-
 def score_shard(
     scorer: ModelScorer,
     shard: Shard,
@@ -261,7 +258,7 @@ def score_shard(
     `logprobs` caches a language model's whole-vocabulary log-probabilities by prompt index: one forward
     pass per prompt gives every candidate's score, so shards of the same prompt share it.
     """
-    if _uses_first_token_logprobs(scorer):
+    if scores_first_token_logprobs(scorer):
         cache = logprobs if logprobs is not None else {}
         if shard.prompt_index not in cache:
             cache.clear()  # shards of a prompt come together; keep one vocabulary-sized vector

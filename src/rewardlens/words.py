@@ -87,7 +87,9 @@ def score_words(
     log-probabilities, which one forward pass gives for the whole vocabulary; only the longer words go
     through the engine. The token ids are those of the full conversation either way.
     """
-    if scorer.kind != "lm" or getattr(scorer, "include_end", False):
+    from rewardlens.scorers import scores_first_token_logprobs
+
+    if not scores_first_token_logprobs(scorer):
         return np.asarray(
             scorer.score_texts(prompt, list(texts), engine=engine, batch_size=batch_size, progress=progress)
         )
@@ -102,8 +104,8 @@ def score_words(
             progress(len(single))
     rest = sorted(set(range(len(texts))) - set(single))
     if rest:
-        scores[rest] = scorer.score_texts(
-            prompt, [texts[i] for i in rest], engine=engine, batch_size=batch_size, progress=progress
+        scores[rest] = scorer.score_requests(
+            [requests[i] for i in rest], engine=engine, batch_size=batch_size, progress=progress
         )
     return scores
 

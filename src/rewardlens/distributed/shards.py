@@ -45,7 +45,7 @@ def scorer_facts(scorer: ModelScorer) -> ScorerFacts:
     return ScorerFacts(
         name=str(scorer.name),
         kind=str(scorer.kind),
-        include_end=bool(getattr(scorer, "include_end", False)),
+        include_end=bool(scorer.include_end),
         description=dict(scorer.describe()),
         tokenizer=scorer.tokenizer,
     )
