@@ -24,7 +24,6 @@ with `logp_policy`, `logp_reference` and the usual sweep or word columns.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 import time
@@ -342,6 +341,11 @@ def _choose_responses(vocab: bool, lexicon: str | Lexicon | None) -> Lexicon | N
     return lexicon if isinstance(lexicon, Lexicon) else load_lexicon(lexicon)
 
 
+def implicit_model_spec(policy_spec: str, reference_spec: str) -> str:
+    """The `model_spec` of an implicit run: what tells a finished run of this pair from another."""
+    return f"implicit:{policy_spec}|{reference_spec}"
+
+
 def _early_identity(
     policy_spec: str,
     reference_spec: str,
@@ -356,18 +360,17 @@ def _early_identity(
     include_special: bool,
     model_options: dict[str, Any],
 ) -> dict[str, Any]:
-    words_sha1 = None
-    if words is not None:
-        words_sha1 = hashlib.sha1("\n".join(words["word"]).encode("utf-8")).hexdigest()
+    from rewardlens.words import words_sha1
+
     return {
         "kind_of_run": "implicit",
-        "model_spec": f"implicit:{policy_spec}|{reference_spec}",
+        "model_spec": implicit_model_spec(policy_spec, reference_spec),
         "policy_spec": policy_spec,
         "reference_spec": reference_spec,
         "prompts": [prompt.to_dict() for prompt in prompts],
         "responses": "vocab" if lexicon is None else "lexicon",
         "lexicon": None if lexicon is None else lexicon.name,
-        "words_sha1": words_sha1,
+        "words_sha1": None if words is None else words_sha1(words),
         "measure": measure,
         "beta": beta,
         "template_options": {"policy": templates[0], "reference": templates[1]},
@@ -424,7 +427,7 @@ def run_implicit(
     from rewardlens.engine import check_batch_size, check_engine
     from rewardlens.runs import RunStore
     from rewardlens.sweep import check_prompts
-    from rewardlens.words import word_table
+    from rewardlens.words import shard_name, word_table
 
     prompts = check_prompts(prompts)
     check_measure(measure, beta)
@@ -490,7 +493,7 @@ def run_implicit(
     started = time.perf_counter()
     written = 0
     for index, prompt in enumerate(prompts):
-        name = f"prompt-{index:04d}"
+        name = shard_name(index)
         if store.is_done(name):
             continue
         if pairing is not None:
@@ -608,7 +611,7 @@ def implicit_for_audit(
     for spec in models:
         directory = root / "models" / model_slug(spec)
         runs = [directory / name for name, _, _ in responses]
-        if not all(is_complete_run(run, f"implicit:{spec}|{reference}") for run in runs):
+        if not all(is_complete_run(run, implicit_model_spec(spec, reference)) for run in runs):
             policy_scorer = _loaded_language_model(spec, "policy", policy_template, options)
             if policy_scorer is None:
                 result.notes.append(f"{spec} is a reward model: it has no implicit reward (that needs an LM)")

@@ -615,6 +615,7 @@ def run_study(
 def _run_implicit(
     study: Study, job: ImplicitJob, root: Path, ray: Any, result: StudyResult, phase: PhaseProgress
 ) -> None:
+    from rewardlens.implicit import implicit_model_spec
     from rewardlens.prompts import load_prompts
     from rewardlens.runs import is_complete_run
 
@@ -622,7 +623,7 @@ def _run_implicit(
     for pair in job.pairs:
         target = root / "implicit" / pair.name
         result.implicit_dirs[pair.name] = target
-        if is_complete_run(target, f"implicit:{pair.policy}|{pair.reference}"):  # the run's model_spec
+        if is_complete_run(target, implicit_model_spec(pair.policy, pair.reference)):
             result.skipped_jobs += 1
             continue
         options: dict[str, Any] = {
