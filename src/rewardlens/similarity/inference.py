@@ -30,7 +30,7 @@ from rewardlens.similarity.api import check_inputs, representations
 from rewardlens.similarity.pair import Pair
 from rewardlens.similarity.registry import Measure, get_measure
 from rewardlens.similarity.representation import Representation
-from rewardlens.similarity.validation import as_float64, check_same_rows
+from rewardlens.similarity.validation import as_float64
 
 # Values equal to the observed one up to rounding count as "at least as extreme" (the identity
 # permutation must not look more extreme than itself because of a last-bit difference).
@@ -284,9 +284,8 @@ def compare_models(
     observed: dict[str, float] = {}
     samples: dict[str, np.ndarray] = {}
     for name in names:
-        check_inputs(candidates[name], target_mean, chosen)
+        check_inputs(candidates[name], target_mean, chosen, names=(name, "target"))
         rep = Representation(as_float64(candidates[name], name, device=target_rep.device), center=center, name=name)
-        check_same_rows(rep.n, target_rep.n, name, "target")
         observed[name] = chosen.value(Pair(rep, target_rep), resolved)
         samples[name] = bootstrap_values(chosen, resolved, rep, target_rep, indices, progress)
 

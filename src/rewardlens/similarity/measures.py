@@ -65,16 +65,13 @@ class RV2(Measure):
 
 
 @register
-class LinearCKA(Measure):
-    """HSIC(K, L) / sqrt(HSIC(K, K) HSIC(L, L)) with linear kernels: ||X'Y||^2 / (||X'X|| ||Y'Y||)."""
+class LinearCKA(RV):
+    """HSIC(K, L) / sqrt(HSIC(K, K) HSIC(L, L)) with linear kernels: ||X'Y||^2 / (||X'X|| ||Y'Y||), the RV
+    formula (Kornblith et al. name it for centred data; both centre unless `center=False`)."""
 
     name = "linear-cka"
     summary = "centred kernel alignment, linear kernel"
     reference = "Kornblith et al. (2019), ICML, arXiv:1905.00414"
-    invariances = SIMILARITY_INVARIANCES
-
-    def value(self, pair: Pair, options: Mapping[str, Any]) -> float:
-        return ratio(pair.cross_hsic(), pair.a.self_hsic_distinct * pair.b.self_hsic_distinct, self.name)
 
 
 def _unbiased_hsic(hsic: float, ka: torch.Tensor, kb: torch.Tensor, counts: torch.Tensor, n: int) -> float:

@@ -79,6 +79,8 @@ def rdm_vector(rep: Representation, kind: str) -> np.ndarray:
 
 def distinct_pairs(a: Representation, b: Representation) -> np.ndarray | None:
     """Mask of the pairs (i < j) that are two different stimuli in both; None when all are."""
+    if not (a.has_copies or b.has_copies):  # the usual case (no bootstrap): skip the n^2/2 index pairs
+        return None
     rows, cols = torch.triu_indices(a.n, a.n, offset=1, device=a.device)
     keep = (a.stimulus_ids[rows] != a.stimulus_ids[cols]) & (b.stimulus_ids[rows] != b.stimulus_ids[cols])
     mask = keep.cpu().numpy()
