@@ -203,5 +203,10 @@ def agreement_mds(pairs: pd.DataFrame) -> pd.DataFrame:
     matrix = mean_tau_matrix(pairs)
     if matrix.isna().to_numpy().any():
         raise UserError("MDS needs Kendall's tau for every model pair; some pairs share no prompt")
+    return tau_mds(matrix)
+
+
+def tau_mds(matrix: pd.DataFrame) -> pd.DataFrame:
+    """`agreement_mds` from a complete `mean_tau_matrix`."""
     coordinates = classical_mds(1.0 - matrix.to_numpy(), dimensions=2)
     return pd.DataFrame({"model": matrix.index, "x": coordinates[:, 0], "y": coordinates[:, 1]})

@@ -14,10 +14,10 @@ from pathlib import Path
 import pandas as pd
 
 from rewardlens.analysis.tokens._frame import require_columns, scored_tokens
-from rewardlens.analysis.tokens.agreement import agreement, agreement_mds, alignment_report, mean_tau_matrix
+from rewardlens.analysis.tokens.agreement import agreement, alignment_report, mean_tau_matrix, tau_mds
 from rewardlens.analysis.tokens.framing import framing_analysis, normalise_framing
-from rewardlens.analysis.tokens.frequency import frequency_bias, word_features
-from rewardlens.analysis.tokens.identity import identity_groups, identity_percentiles
+from rewardlens.analysis.tokens.frequency import fit_word_features, word_features
+from rewardlens.analysis.tokens.identity import identity_groups, identity_percentiles, load_identity_terms
 from rewardlens.analysis.tokens.moments import moments
 from rewardlens.analysis.tokens.top_bottom import top_bottom
 from rewardlens.errors import UserError
@@ -168,9 +168,10 @@ def analyze_tokens(
     _frequency(frame, report, figures)
 
     announce("identity terms")
-    terms = identity_percentiles(frame)
+    identity_terms = load_identity_terms()
+    terms = identity_percentiles(frame, identity_terms)
     _write(report, "identity.csv", terms)
-    _write(report, "identity_groups.csv", identity_groups(frame))
+    _write(report, "identity_groups.csv", identity_groups(frame, identity_terms))
     if terms.empty:
         report.notes.append("identity: no token decodes to an identity term")
     elif figures:
@@ -196,7 +197,7 @@ def _agreement(frame: pd.DataFrame, report: TokenReport, figures: bool) -> None:
     if tau.isna().to_numpy().any():
         report.notes.append("agreement MDS skipped: some model pairs share no prompt")
     else:
-        coordinates = agreement_mds(pairs)
+        coordinates = tau_mds(tau)
         _write(report, "agreement_mds.csv", coordinates)
         if figures:
             report.files.append(
@@ -212,14 +213,13 @@ def _frequency(frame: pd.DataFrame, report: TokenReport, figures: bool) -> None:
     if "is_word" not in frame.columns:
         report.notes.append("frequency skipped: the runs have no is_word column")
         return
-    _write(report, "frequency.csv", frequency_bias(frame))
+    features = word_features(frame)
+    _write(report, "frequency.csv", fit_word_features(features))
     if report.tables["frequency"].empty:
         report.notes.append("frequency: too few word tokens with a frequency and a sentiment to fit")
     elif figures:
         report.files.append(
-            token_plots.plot_frequency_scatter(
-                word_features(frame), report.tables["frequency"], report.out_dir / "frequency.png"
-            )
+            token_plots.plot_frequency_scatter(features, report.tables["frequency"], report.out_dir / "frequency.png")
         )
 
 
@@ -242,11 +242,12 @@ def analyze_token_runs(
     """
     runs = load_token_runs(run_dirs)
     overrides = dict(framing_overrides or {})
-    unknown = sorted(set(overrides) - set(runs.frame["prompt_id"]))
+    prompt_ids = set(runs.frame["prompt_id"])
+    unknown = sorted(set(overrides) - prompt_ids)
     if unknown:
         raise UserError(f"--framing names prompt id(s) no run has: {', '.join(unknown)}")
     framings = {**runs.framings, **overrides}
-    framings = {p: f for p, f in framings.items() if p in set(runs.frame["prompt_id"])}
+    framings = {p: f for p, f in framings.items() if p in prompt_ids}
     return analyze_tokens(
         runs.frame,
         out_dir,

@@ -107,7 +107,11 @@ def frequency_bias(
     `sentiment` (word -> valence) and `zipf` (word -> Zipf frequency) default to AFINN-165 and wordfreq's
     English list. Groups with fewer than 5 words or no spread in frequency are left out.
     """
-    features = word_features(frame, sentiment, zipf, include_special)
+    return fit_word_features(word_features(frame, sentiment, zipf, include_special), confidence)
+
+
+def fit_word_features(features: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
+    """`frequency_bias` from the `word_features` table (for a caller that also plots the features)."""
     records: list[dict[str, object]] = []
     for model, prompt_id, rows in groups(features):
         for polarity in ("positive", "negative"):
