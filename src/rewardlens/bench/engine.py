@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from rewardlens.bench.flops import gemm_gflops, transformer_flops
+from rewardlens.models.loading import infer_kind
 from rewardlens.scorers import ModelScorer, load_scorer
 
 BENCH_PROMPT = "What, in one word, is the greatest thing ever?"
@@ -18,13 +19,15 @@ def bench_scorer(
     model: str, *, dtype: str, device: str, trust_remote_code: bool, seed: int
 ) -> tuple[ModelScorer, str]:
     """An RM-shaped scorer: the model's own head, or a seeded random linear head on a causal LM."""
-    scorer = load_scorer(model, dtype=dtype, device=device, trust_remote_code=trust_remote_code)
-    if scorer.kind == "reward":
-        return scorer, "model"
+    own_head = infer_kind(model, trust_remote_code=trust_remote_code) == "reward"
     scorer = load_scorer(
-        model, dtype=dtype, device=device, trust_remote_code=trust_remote_code, random_score_head_seed=seed
+        model,
+        dtype=dtype,
+        device=device,
+        trust_remote_code=trust_remote_code,
+        random_score_head_seed=None if own_head else seed,
     )
-    return scorer, "random"
+    return scorer, "model" if own_head else "random"
 
 
 def candidate_ids(scorer: ModelScorer, count: int) -> list[int]:

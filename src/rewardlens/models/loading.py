@@ -93,6 +93,25 @@ def _infer_kind(config: Any, resolved: ResolvedModel) -> ModelKind:
     )
 
 
+def _files_and_config(resolved: ResolvedModel, trust_remote_code: bool) -> tuple[ResolvedModel, dict[str, Any], Any]:
+    """Where the files are (a .gguf's converted directory), the keyword arguments that read them, the config."""
+    from transformers import AutoConfig
+
+    files = gguf.loadable(resolved)  # `resolved` stays what the user named, for the run records
+    kwargs = _source_kwargs(files, trust_remote_code)
+    return files, kwargs, AutoConfig.from_pretrained(str(files.directory), **kwargs)
+
+
+def infer_kind(spec: str, *, revision: str | None = None, trust_remote_code: bool = False) -> ModelKind:
+    """How `load_model(spec)` scores a model by default, "reward" or "lm", from its config alone (no weights)."""
+    resolved = resolve_model(spec, revision)
+    try:
+        _, _, config = _files_and_config(resolved, trust_remote_code)
+    except (OSError, ValueError, KeyError, EOFError) as err:
+        raise UserError(f"cannot load model '{spec}': {str(err).splitlines()[0][:200]}") from None
+    return _infer_kind(config, resolved)
+
+
 def _load_weights(auto_class: Any, resolved: ResolvedModel, kwargs: dict[str, Any]) -> nn.Module:
     with quiet_transformers():
         model: nn.Module = auto_class.from_pretrained(str(resolved.directory), **kwargs)
@@ -117,7 +136,7 @@ def load_model(
     `device_map` (e.g. "auto") spreads a model too big for one GPU over the visible GPUs (accelerate);
     inputs then go to the device of the input embeddings.
     """
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
     if kind not in ("auto", "reward", "lm"):
         raise UserError(f"unknown kind '{kind}' (use auto, reward or lm)")
@@ -125,9 +144,7 @@ def load_model(
     torch_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, torch_device)
     try:
-        files = gguf.loadable(resolved)  # `resolved` stays what the user named, for the run records
-        kwargs = _source_kwargs(files, trust_remote_code)
-        config = AutoConfig.from_pretrained(str(files.directory), **kwargs)
+        files, kwargs, config = _files_and_config(resolved, trust_remote_code)
         tokenizer = AutoTokenizer.from_pretrained(str(files.directory), **kwargs)
     except (OSError, ValueError, KeyError, EOFError) as err:
         raise UserError(f"cannot load model '{spec}': {str(err).splitlines()[0][:200]}") from None
