@@ -24,7 +24,7 @@ from typing import Any
 from rewardlens.errors import UserError
 from rewardlens.prompts import Prompt, load_prompts
 from rewardlens.training.data import PreferenceData, load_preference_data
-from rewardlens.training.train import StepCallback, TrainingConfig, read_training, train_reward_model
+from rewardlens.training.train import StepCallback, TrainingConfig, read_training, train_reward_model, write_json
 
 ABLATION_FILE = "ablation.json"
 DEFAULT_LEXICON = "big2-nouns"
@@ -109,9 +109,7 @@ def _write_plan(out: Path, plan: dict[str, Any]) -> None:
             "sizes": sorted(set(old.get("sizes", [])) | set(plan["sizes"])),
         }
     out.mkdir(parents=True, exist_ok=True)
-    staging = path.with_name(path.name + ".partial")
-    staging.write_text(json.dumps(plan, indent=2), encoding="utf-8")
-    os.replace(staging, path)
+    write_json(path, plan)
 
 
 def read_ablation(out: str | os.PathLike[str]) -> dict[str, Any]:

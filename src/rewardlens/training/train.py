@@ -26,7 +26,6 @@ import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +34,7 @@ from torch import nn
 
 from rewardlens.errors import UserError
 from rewardlens.models.templates import ConversationTemplate, make_template
+from rewardlens.runs.store import now_iso
 from rewardlens.training.data import PreferenceData, PreferencePair, load_preference_data, sample_order
 
 StepCallback = Callable[[int, int, float | None], None]  # (step, total steps, latest logged loss)
@@ -343,14 +343,11 @@ def _versions() -> dict[str, str]:
             "python": platform.python_version()}
 
 
-def _write_json(path: Path, content: dict[str, Any]) -> None:
+def write_json(path: Path, content: dict[str, Any]) -> None:
+    """Atomically (staging file, then rename): a reader sees the old file or the new one."""
     staging = path.with_name(path.name + ".partial")
     staging.write_text(json.dumps(content, indent=2, default=str), encoding="utf-8")
     os.replace(staging, path)
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def read_training(out: str | os.PathLike[str]) -> dict[str, Any]:
@@ -430,12 +427,12 @@ def train_reward_model(
         "dtype": base_info["dtype"],
         "mixed_precision": "bf16" if args.bf16 else None,
         "versions": _versions(),
-        "started_at": _now(),
+        "started_at": now_iso(),
         "complete": False,
         "losses": [],
         "checkpoints": checkpoints,
     }
-    _write_json(out_dir / "run.json", manifest)
+    write_json(out_dir / "run.json", manifest)
 
     trainer_class = _last_token_trainer_class()
     started = time.perf_counter()
@@ -444,7 +441,7 @@ def train_reward_model(
     def record() -> None:
         if trainer is not None:
             manifest["losses"] = _losses(trainer.state.log_history)
-        _write_json(out_dir / "run.json", manifest)
+        write_json(out_dir / "run.json", manifest)
 
     callback = _callback(out_dir, tokenizer, config.checkpoint_every, on_step, checkpoints, record)
     with warnings.catch_warnings():
@@ -462,10 +459,10 @@ def train_reward_model(
         steps=int(trainer.state.global_step),
         train_loss=float(summary.training_loss),
         seconds=round(time.perf_counter() - started, 3),
-        finished_at=_now(),
+        finished_at=now_iso(),
         complete=True,
     )
-    _write_json(out_dir / "run.json", manifest)
+    write_json(out_dir / "run.json", manifest)
     shutil.rmtree(out_dir / ".trainer", ignore_errors=True)
     return TrainResult(out_dir, [out_dir / c["path"] for c in checkpoints], manifest)
 
