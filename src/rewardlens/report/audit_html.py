@@ -46,10 +46,30 @@ def write_report(
         f"<style>{_STYLE}</style></head><body>{''.join(parts)}</body></html>\n"
     )
     path.parent.mkdir(parents=True, exist_ok=True)
+    _write_atomically(path, document)
+    return path
+
+
+def _write_atomically(path: Path, document: str) -> None:
+    """Write beside `path`, then rename: a reader never sees half a report."""
     temporary = path.with_name(f".{path.name}.tmp")
     temporary.write_text(document, encoding="utf-8")
-    temporary.replace(path)  # a reader never sees half a report
-    return path
+    temporary.replace(path)
+
+
+def _png_img(png: Path, alt: str) -> str:
+    """The PNG inlined as base64, so that the report is one self-contained file."""
+    encoded = base64.b64encode(png.read_bytes()).decode("ascii")
+    return f"<img alt='{_escape(alt)}' src='data:image/png;base64,{encoded}'>"
+
+
+def _summary_table(summary: pd.DataFrame) -> str:
+    """The value analysis's summary: mean over models of the median rank per framing x category x family."""
+    rows = [
+        [r.framing, r.category, r.family, f"{r.mean_median_rank:.1f}", r.n_models]
+        for r in summary.itertuples(index=False)
+    ]
+    return _table(["framing", "category", "family", "mean median rank", "models"], rows)
 
 
 def _models_table(audits: Sequence[Any], read_manifest: Any) -> str:
@@ -110,20 +130,10 @@ def _values_section(report: Any) -> str:
     png = report.files.get("values.png")
     parts = []
     if png is not None and Path(png).is_file():
-        encoded = base64.b64encode(Path(png).read_bytes()).decode("ascii")
-        parts.append(f"<img alt='value bias panels' src='data:image/png;base64,{encoded}'>")
+        parts.append(_png_img(Path(png), "value bias panels"))
     parts.extend(f"<p class='note'>note: {_escape(note)}</p>" for note in analysis.notes)
-    summary = analysis.summary
     parts.append("<h3>Mean over models of the median rank (1 = best)</h3>")
-    parts.append(
-        _table(
-            ["framing", "category", "family", "mean median rank", "models"],
-            [
-                [r.framing, r.category, r.family, f"{r.mean_median_rank:.1f}", r.n_models]
-                for r in summary.itertuples(index=False)
-            ],
-        )
-    )
+    parts.append(_summary_table(analysis.summary))
     tests = analysis.tests
     if not tests.empty:
         shown = tests[tests["unit"] != "model"]
@@ -170,24 +180,15 @@ def _now() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
-__all__ = ["write_report"]
-
-
 def value_dir_html(title: str, directory: Path) -> str:
     """A report section from the files an `analyze values` run left in `directory` (figure and summary)."""
     parts = [f"<h2>{_escape(title)}</h2>"]
     png = directory / "values.png"
     if png.is_file():
-        encoded = base64.b64encode(png.read_bytes()).decode("ascii")
-        parts.append(f"<img alt='{_escape(title)}' src='data:image/png;base64,{encoded}'>")
+        parts.append(_png_img(png, title))
     summary_path = directory / "summary.csv"
     if summary_path.is_file():
-        summary = pd.read_csv(summary_path)
-        rows = [
-            [r.framing, r.category, r.family, f"{r.mean_median_rank:.1f}", r.n_models]
-            for r in summary.itertuples(index=False)
-        ]
-        parts.append(_table(["framing", "category", "family", "mean median rank", "models"], rows))
+        parts.append(_summary_table(pd.read_csv(summary_path)))
     return "".join(parts)
 
 
@@ -199,7 +200,7 @@ def replace_report_section(path: Path, name: str, section_html: str) -> None:
     if start in document and end in document:
         before, rest = document.split(start, 1)
         document = before + rest.split(end, 1)[1]
-    document = document.replace("</body>", f"{start}{section_html}{end}</body>", 1)
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(document, encoding="utf-8")
-    temporary.replace(path)
+    _write_atomically(path, document.replace("</body>", f"{start}{section_html}{end}</body>", 1))
+
+
+__all__ = ["replace_report_section", "value_dir_html", "write_report"]
