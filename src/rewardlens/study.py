@@ -332,7 +332,7 @@ def _lexicon(spec: Any, source: str, path: str, base: Path | None) -> str:
     return resolved
 
 
-def _implicit_job(value: Any, defaults: dict[str, Any], source: str, base: Path | None) -> ImplicitJob:
+def _implicit_job(value: Any, source: str, base: Path | None) -> ImplicitJob:
     fields = _check_keys(value, IMPLICIT_KEYS, source, "implicit")
     entries = fields.get("pairs")
     if not entries or not isinstance(entries, list):
@@ -414,7 +414,7 @@ def parse_study(document: Any, source: str = "study", base: Path | None = None) 
             prompts=_prompt_set(fields.get("prompts", "value54"), source, "words.prompts", base),
             lexicons=tuple(_lexicon(x, source, f"words.lexicons[{i}]", base) for i, x in enumerate(lexicons)),
         )
-    implicit = _implicit_job(top["implicit"], defaults, source, base) if top.get("implicit") is not None else None
+    implicit = _implicit_job(top["implicit"], source, base) if top.get("implicit") is not None else None
     if sweep is None and words is None and implicit is None:
         raise UserError(f"{source}: no jobs (add 'sweep:', 'words:' and/or 'implicit:')")
 

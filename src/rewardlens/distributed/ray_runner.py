@@ -216,7 +216,7 @@ class RayPool:
         self.spec = spec
         self.load_options = dict(load_options)
         self.options = options or RayOptions()
-        self.address = connect_ray(self.options.address)
+        connect_ray(self.options.address)
         ray = import_ray()
         self.shape = worker_shape(self.options, ray.cluster_resources())
         self.stats = QueueStats()

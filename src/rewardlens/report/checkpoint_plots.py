@@ -18,11 +18,10 @@ import pandas as pd  # noqa: E402
 from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from rewardlens.report.values_plot import FAMILY_COLORS  # noqa: E402
+from rewardlens.analysis.values import FRAMINGS  # noqa: E402
+from rewardlens.report.values_plot import FALLBACK_COLORS, FAMILY_COLORS  # noqa: E402
 
-FRAMING_ORDER = ("positive", "negative")
 SIZE_STYLES = ("-", "--", ":", "-.")
-_FALLBACK = [matplotlib.colors.to_hex(plt.get_cmap("tab10")(i)) for i in range(10)]
 
 
 def base_label(base: str) -> str:
@@ -36,7 +35,7 @@ def _base_colors(medians: pd.DataFrame) -> dict[str, str]:
     for base, family in medians.drop_duplicates("base")[["base", "family"]].itertuples(index=False):
         color = FAMILY_COLORS.get(str(family))
         if color is None or color in used:
-            color = next(c for c in _FALLBACK if c not in used)
+            color = next(c for c in FALLBACK_COLORS if c not in used)
         colors[str(base)] = color
         used.add(color)
     return colors
@@ -45,7 +44,7 @@ def _base_colors(medians: pd.DataFrame) -> dict[str, str]:
 def _panels(medians: pd.DataFrame) -> tuple[Figure, list[tuple[str, str]], list[str], Sequence[Sequence[Axes]]]:
     rows = list(medians[["data", "category"]].drop_duplicates().sort_values(["data", "category"]).itertuples(
         index=False, name=None))
-    framings = [f for f in FRAMING_ORDER if f in set(medians["framing"])]
+    framings = [f for f in FRAMINGS if f in set(medians["framing"])]
     # One rank scale for every panel, so that a category's panel can be read against the other's.
     figure, axes = plt.subplots(
         len(rows), len(framings), figsize=(4.2 * len(framings), 2.8 * len(rows)), squeeze=False, sharex=True,

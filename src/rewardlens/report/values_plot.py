@@ -23,7 +23,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from rewardlens.analysis.values import FRAMINGS, ValueAnalysis  # noqa: E402
 
 FAMILY_COLORS = {"gemma": "#DB4437", "llama": "#0064E0", "qwen": "#7C3AED", "smollm": "#F59E0B"}
-_FALLBACK = [matplotlib.colors.to_hex(plt.get_cmap("tab10")(i)) for i in range(10)]
+FALLBACK_COLORS = [matplotlib.colors.to_hex(plt.get_cmap("tab10")(i)) for i in range(10)]
 _MAX_MARKED_GROUPS = 2  # stars are drawn between two groups; with more, tests.csv holds every pair
 
 
@@ -117,7 +117,7 @@ def _marks(tests: pd.DataFrame, unit: str, keys: list[str]) -> dict[tuple[str, s
 def _colors(groups: list[str], by_family: bool) -> dict[str, str]:
     colors = {}
     for index, name in enumerate(groups):
-        fallback = _FALLBACK[index % len(_FALLBACK)]
+        fallback = FALLBACK_COLORS[index % len(FALLBACK_COLORS)]
         colors[name] = FAMILY_COLORS.get(name, fallback) if by_family else fallback
     return colors
 
