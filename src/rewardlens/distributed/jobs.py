@@ -192,8 +192,7 @@ def implicit_on_ray(
     Its shards are written by that worker, so OUT must be on a filesystem the worker shares with this
     process (the same node, or a shared mount). Progress is the rows on disk, polled here.
     """
-    from rewardlens.distributed.ray_runner import connect_ray, import_ray, task_cause, worker_shape
-    from rewardlens.errors import UserError
+    from rewardlens.distributed.ray_runner import connect_ray, import_ray, reraise_task_error, worker_shape
     from rewardlens.runs import count_rows
 
     ray_module = import_ray()
@@ -224,10 +223,7 @@ def implicit_on_ray(
     try:
         return ray_module.get(ref)
     except ray_module.exceptions.RayTaskError as err:
-        cause = task_cause(err)
-        if isinstance(cause, UserError):
-            raise UserError(str(cause)) from None
-        raise
+        reraise_task_error(err)
 
 
 def replace_workers(ray: Any) -> Any:

@@ -19,7 +19,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import pandas as pd
 
@@ -201,9 +201,13 @@ def worker_shape(options: RayOptions, resources: dict[str, float]) -> WorkerShap
     return WorkerShape(workers, num_cpus=share, num_gpus=0.0, threads=max(1, int(share)))
 
 
-def task_cause(err: BaseException) -> BaseException:
-    """The exception raised inside a task (Ray wraps it in a RayTaskError)."""
-    return getattr(err, "cause", None) or err
+def reraise_task_error(err: BaseException) -> NoReturn:
+    """Re-raise a failed task's error: a UserError raised inside the task (Ray wraps it in a RayTaskError)
+    becomes the one-line UserError it was; anything else goes on as Ray reported it."""
+    cause = getattr(err, "cause", None) or err
+    if isinstance(cause, UserError):
+        raise UserError(str(cause)) from None
+    raise err
 
 
 class RayPool:
@@ -269,10 +273,7 @@ class RayPool:
             except ray.exceptions.RayTaskError as err:
                 self.workers = list(starting.values())
                 self.close()
-                cause = task_cause(err)
-                if isinstance(cause, UserError):
-                    raise UserError(str(cause)) from None
-                raise
+                reraise_task_error(err)
             except ray.exceptions.RayActorError as err:
                 self.workers = list(starting.values())
                 self.close()
@@ -339,10 +340,7 @@ class RayPool:
                 lose(actor)
                 continue
             except ray.exceptions.RayTaskError as err:
-                cause = task_cause(err)
-                if isinstance(cause, UserError):
-                    raise UserError(str(cause)) from None
-                raise
+                reraise_task_error(err)
             on_result(task, frame)
             stats.shards += 1
             stats.rows += task.rows
