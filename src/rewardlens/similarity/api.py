@@ -5,15 +5,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import numpy as np
-import torch
-
 from rewardlens.errors import UserError
 from rewardlens.similarity.pair import Pair
 from rewardlens.similarity.registry import Measure, get_measure
 from rewardlens.similarity.representation import Representation
 from rewardlens.similarity.streaming import streamed_pair
 from rewardlens.similarity.validation import (
+    array_like,
     as_float64,
     check_dtype,
     check_min_rows,
@@ -27,19 +25,9 @@ STREAM_BYTES = 512 * 2**20
 MAX_SQUARE_ROWS = 30_000
 
 
-def _array_like(array: Any, name: str) -> Any:
-    """Keep tensors and ndarrays (memory maps included) as they are; turn lists into arrays."""
-    if isinstance(array, torch.Tensor | np.ndarray):
-        return array
-    try:
-        return np.asarray(array)
-    except (TypeError, ValueError) as err:
-        raise UserError(f"{name} is not a numeric array: {err}") from None
-
-
 def check_inputs(x: Any, y: Any, measure: Measure, names: tuple[str, str] = ("X", "Y")) -> tuple[Any, Any]:
     """Shapes, dtypes, matching rows and the estimator's minimum number of stimuli; no data is read."""
-    x, y = _array_like(x, names[0]), _array_like(y, names[1])
+    x, y = array_like(x, names[0]), array_like(y, names[1])
     for array, name in ((x, names[0]), (y, names[1])):
         check_dtype(array.dtype, name)
         check_shape(tuple(array.shape), name)

@@ -56,25 +56,30 @@ def check_finite(values: torch.Tensor, name: str) -> None:
         raise UserError(f"{name} contains {bad} NaN or Inf value(s)")
 
 
+def array_like(array: Any, name: str) -> Any:
+    """Keep tensors and ndarrays (memory maps included) as they are; turn lists into arrays."""
+    if isinstance(array, torch.Tensor | np.ndarray):
+        return array
+    try:
+        return np.asarray(array)
+    except (TypeError, ValueError) as err:
+        raise UserError(f"{name} is not a numeric array: {err}") from None
+
+
 def as_float64(array: Any, name: str, device: torch.device | None = None) -> torch.Tensor:
     """A validated float64 tensor of shape (stimuli, features), on `device` or where it already lives."""
+    array = array_like(array, name)
+    check_dtype(array.dtype, name)
+    check_shape(tuple(array.shape), name)
     if isinstance(array, torch.Tensor):
-        check_dtype(array.dtype, name)
         tensor = array.detach()
     else:
-        try:
-            as_array = np.asarray(array)
-        except (TypeError, ValueError) as err:
-            raise UserError(f"{name} is not a numeric array: {err}") from None
-        check_dtype(as_array.dtype, name)
-        check_shape(tuple(as_array.shape), name)
         # float64, C order and writable (torch wants a writable buffer; memory maps are read-only): a copy
         # only where the input is not all three already. Nothing downstream writes into the input.
-        converted = np.asarray(as_array, dtype=np.float64, order="C")
+        converted = np.asarray(array, dtype=np.float64, order="C")
         if not converted.flags.writeable:
             converted = converted.copy()
         tensor = torch.from_numpy(converted)
-    check_shape(tuple(tensor.shape), name)
     tensor = tensor.to(device=device or tensor.device, dtype=torch.float64)
     check_finite(tensor, name)
     return tensor
