@@ -80,10 +80,11 @@ def top_responses(
         columns = _columns(connection)
         key = "token_id" if "token_id" in columns else "response"
         extra = [c for c in ("token", "response") if c in columns and c != key]
-        prompts = [row[0] for row in connection.execute("SELECT DISTINCT prompt_id FROM scores").fetchall()]
-        if prompt_id is not None and prompt_id not in prompts:
-            shown = ", ".join(sorted(prompts)[:5]) + (", ..." if len(prompts) > 5 else "")
-            raise UserError(f"--prompt {prompt_id!r} is not in the run (prompts: {shown})")
+        if prompt_id is not None:  # the prompt ids take a scan of the whole run: only when one is asked for
+            prompts = [row[0] for row in connection.execute("SELECT DISTINCT prompt_id FROM scores").fetchall()]
+            if prompt_id not in prompts:
+                shown = ", ".join(sorted(prompts)[:5]) + (", ..." if len(prompts) > 5 else "")
+                raise UserError(f"--prompt {prompt_id!r} is not in the run (prompts: {shown})")
         where = "WHERE prompt_id = $prompt" if prompt_id is not None else ""
         ranked = (
             f"SELECT {key}, {', '.join(extra + ['score'])}, prompt_id, "
