@@ -48,7 +48,7 @@ def run_cached(
                 ones = torch.ones((len(chunk), n_prompt), dtype=mask.dtype, device=device)
                 attention = torch.cat([ones, mask], 1)
             positions = (n_prompt + torch.arange(width, device=device))[None].expand(len(chunk), width)
-            cache = _repeat_prompt_cache(prompt_cache, len(chunk))
+            cache = repeat_prompt_cache(prompt_cache, len(chunk))
             hidden = backbone(
                 input_ids=ids,
                 attention_mask=attention,
@@ -65,7 +65,7 @@ def run_cached(
     return results
 
 
-def _repeat_prompt_cache(prompt_cache: Any, batch: int) -> Any:
+def repeat_prompt_cache(prompt_cache: Any, batch: int) -> Any:
     """A copy of the prompt KV for `batch` continuations.
 
     Cache layers keep `keys`/`values` and concatenate new states onto them in the forward pass, so a

@@ -15,7 +15,6 @@ padded keys masked), which the tests check against single unpadded sequences.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -92,6 +91,7 @@ def _hidden_states(
     body: torch.nn.Module, batch: Sequence[Encoded], offset: int, prefix_cache: Any, device: torch.device
 ) -> tuple[torch.Tensor, ...]:
     """Hidden states of every layer for the ids after `offset`, on top of a copy of the prefix's KV."""
+    from rewardlens.engine.cached import repeat_prompt_cache
     from rewardlens.engine.padding import pad_right
 
     ids, mask = pad_right([item.ids[offset:] for item in batch], device)
@@ -100,8 +100,7 @@ def _hidden_states(
     width = ids.shape[1]
     ones = torch.ones((len(batch), offset), dtype=mask.dtype, device=device)
     positions = (offset + torch.arange(width, device=device))[None].expand(len(batch), width)
-    cache = copy.deepcopy(prefix_cache)
-    cache.batch_repeat_interleave(len(batch))
+    cache = repeat_prompt_cache(prefix_cache, len(batch))
     output = body(
         input_ids=ids,
         attention_mask=torch.cat([ones, mask], 1),
