@@ -49,18 +49,18 @@ def scores_first_token_logprobs(scorer: ScorerInfo) -> bool:
     return scorer.kind == "lm" and not scorer.include_end
 
 
-def default_batch_size(loaded: LoadedModel, kind: str) -> int:
+def default_batch_size(loaded: LoadedModel) -> int:
     """A batch that fits: from free GPU memory on CUDA, a fixed size that keeps 2 CPU cores busy otherwise."""
     if loaded.device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(loaded.device)
         config = text_config(loaded.model)
         hidden = int(getattr(config, "hidden_size", 4096))
         layers = int(getattr(config, "num_hidden_layers", 32))
-        vocab = int(getattr(config, "vocab_size", 32000)) if kind == "lm" else 0
+        vocab = int(getattr(config, "vocab_size", 32000)) if loaded.kind == "lm" else 0
         # Per sequence of ~64 tokens: the KV copy, a few activations, and log-probabilities over the vocabulary.
         per_sequence = 64 * (4 * hidden * layers + 16 * hidden + vocab) * 4
         return int(max(1, min(4096, 0.4 * free // per_sequence)))
-    return 256 if kind == "reward" else 64
+    return 256 if loaded.kind == "reward" else 64
 
 
 class ModelScorer:
@@ -127,7 +127,7 @@ class ModelScorer:
         head = self.loaded.head
         if head is not None and head.needs_full_forward:
             return self._run_full_forward(requests, progress)
-        size = batch_size or default_batch_size(self.loaded, self.kind)
+        size = batch_size or default_batch_size(self.loaded)
         return run_engine(engine, self._backbone, self._readout, requests, self.loaded.device, size, progress)
 
     @torch.inference_mode()
