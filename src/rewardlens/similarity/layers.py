@@ -63,7 +63,8 @@ class _Layers:
         key = (layer, center)
         if key not in self.built:
             name = f"{self.model} layer {layer}"
-            tensor = as_float64(self.arrays[layer], name)
+            other = self.built.get((layer, not center))  # the same layer under the other centring flag
+            tensor = other.raw if other is not None else as_float64(self.arrays[layer], name)
             try:
                 self.built[key] = Representation(tensor, center=center, name=name)
             except UserError:  # the only refusal here: no variance at all
