@@ -217,11 +217,11 @@ def noise_ceiling(
     stacked = torch.stack(tensors)
     half = len(tensors) // 2
     generator = np.random.default_rng(seed)
+    center = chosen.centers(resolved)
     values = []
     for _ in range(splits):
         order = torch.from_numpy(generator.permutation(len(tensors)))
         first, second = stacked[order[:half]].mean(0), stacked[order[half : 2 * half]].mean(0)
-        center = chosen.centers(resolved)
         pair = Pair(
             Representation(first, center=center, name="target half 1"),
             Representation(second, center=center, name="target half 2"),
