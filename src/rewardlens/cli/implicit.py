@@ -15,7 +15,7 @@ from rewardlens.cli.apps import app, bench_app
 from rewardlens.cli.options import BatchSizeOption, DeviceOption, DtypeOption, EngineOption, TrustRemoteCodeOption
 from rewardlens.cli.progress import bar_columns, transient_progress
 from rewardlens.cli.study import GpusPerWorkerOption, RayOption, WorkersOption, ray_options
-from rewardlens.cli.sweep import _prompts
+from rewardlens.cli.sweep import _prompts, summary_fields
 from rewardlens.errors import UserError
 
 PolicyOption = Annotated[
@@ -115,20 +115,7 @@ def implicit(
             trust_remote_code=trust_remote_code,
         )
     if as_json:
-        typer.echo(
-            json.dumps(
-                {
-                    "run": str(summary.directory),
-                    "rows": summary.rows,
-                    "rows_expected": summary.rows_expected,
-                    "rows_written": summary.rows_written,
-                    "seconds": round(summary.seconds, 3),
-                    "complete": summary.complete,
-                    "alignment": summary.alignment,
-                },
-                default=str,
-            )
-        )
+        typer.echo(json.dumps({**summary_fields(summary), "alignment": summary.alignment}, default=str))
         return
     typer.echo(summary.line())
     typer.echo(summary.alignment_line())

@@ -151,22 +151,20 @@ def sweep(
     _print_summary(summary, as_json)
 
 
+def summary_fields(summary: Any) -> dict[str, Any]:
+    """The `--json` summary of a finished (or stopped) run."""
+    return {
+        "run": str(summary.directory),
+        "rows": summary.rows,
+        "rows_expected": summary.rows_expected,
+        "rows_written": summary.rows_written,
+        "seconds": round(summary.seconds, 3),
+        "complete": summary.complete,
+    }
+
+
 def _print_summary(summary: Any, as_json: bool) -> None:
-    if as_json:
-        typer.echo(
-            json.dumps(
-                {
-                    "run": str(summary.directory),
-                    "rows": summary.rows,
-                    "rows_expected": summary.rows_expected,
-                    "rows_written": summary.rows_written,
-                    "seconds": round(summary.seconds, 3),
-                    "complete": summary.complete,
-                }
-            )
-        )
-    else:
-        typer.echo(summary.line())
+    typer.echo(json.dumps(summary_fields(summary)) if as_json else summary.line())
 
 
 @app.command("runs")
