@@ -21,12 +21,19 @@ pytestmark = pytest.mark.usefixtures("ray_cluster")
 
 LOAD = {"dtype": "float32", "device": "cpu"}
 SHARD = 48  # ~7 shards per prompt of the tiny 320-token vocabulary
+# A Ray worker runs the same float32 forward with its own thread count, so BLAS may sum in another order:
+# scores agree to a relative 1e-5 (a float32 sum of ~10^2 terms), not bit for bit. Ids, prompts and the
+# row order are compared exactly.
+SCORE_RTOL, SCORE_ATOL = 1e-5, 1e-7
 
 
 def _same_run(single: Path, distributed: Path, identity: tuple[str, ...]) -> pd.DataFrame:
-    """Row for row the same rows, and the same run identity in run.json; returns the rows."""
+    """Row for row the same rows (scores within the float32 budget), the same run identity; returns the rows."""
     expected, got = load_run(single), load_run(distributed)
-    pd.testing.assert_frame_equal(got, expected, check_exact=True)
+    floats = [c for c in expected.columns if pd.api.types.is_float_dtype(expected[c])]
+    others = [c for c in expected.columns if c not in floats]
+    pd.testing.assert_frame_equal(got[others], expected[others], check_exact=True)
+    pd.testing.assert_frame_equal(got[floats], expected[floats], check_exact=False, rtol=SCORE_RTOL, atol=SCORE_ATOL)
     assert [p.name for p in shard_files(distributed)] == [p.name for p in shard_files(single)]
     a, b = read_manifest(single), read_manifest(distributed)
     assert {k: a.get(k) for k in identity} == {k: b.get(k) for k in identity}

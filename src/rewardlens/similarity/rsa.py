@@ -47,10 +47,34 @@ def _unit_rows(rows: torch.Tensor, name: str, problem: str, distance: str) -> to
 
 def rdm(rep: Representation, kind: str) -> torch.Tensor:
     """The n x n dissimilarity matrix of a representation's (column-centred unless center=False) rows."""
-    features = rep.features
+    if not rep.has_copies:
+        return _rdm_of_rows(rep, kind, None)
+    # A bootstrap sample repeats rows. Copies of a stimulus are at exactly equal dissimilarity to every
+    # other row, but a BLAS product may round two identical rows differently by their position, which
+    # turns exact ties into near-ties and moves rank comparisons (Spearman, tau). Each distinct row is
+    # computed once and the matrix expanded, so copies stay exact ties (and at distance 0 from each other).
+    _, group = torch.unique(rep.stimulus_ids, return_inverse=True)
+    positions = torch.arange(rep.n, device=rep.device)
+    first = torch.full((int(group.max()) + 1,), rep.n, dtype=positions.dtype, device=rep.device)
+    first = first.scatter_reduce(0, group, positions, reduce="amin")
+    return _symmetric(_rdm_of_rows(rep, kind, first))[group][:, group]
+
+
+def _symmetric(matrix: torch.Tensor) -> torch.Tensor:
+    """The upper triangle mirrored: a product's (i, j) and (j, i) may differ in the last bit, and an expanded
+    RDM reads a pair of stimuli from either side depending on where their copies fall."""
+    upper = torch.triu(matrix, diagonal=1)
+    return upper + upper.T
+
+
+def _rdm_of_rows(rep: Representation, kind: str, rows: torch.Tensor | None) -> torch.Tensor:
+    """The RDM of the rows `rows` of a representation (all rows when None)."""
+    features = rep.features if rows is None else rep.features[rows]
     if kind == "euclidean":
-        norms = rep.row_sq_norms
-        squared = (norms[:, None] + norms[None, :] - 2 * rep.gram).clamp(min=0.0)
+        norms, gram = rep.row_sq_norms, rep.gram
+        if rows is not None:
+            norms, gram = norms[rows], gram[rows][:, rows]
+        squared = (norms[:, None] + norms[None, :] - 2 * gram).clamp(min=0.0)
         squared.fill_diagonal_(0.0)
         return torch.sqrt(squared)
     if kind == "cosine":
