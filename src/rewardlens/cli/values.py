@@ -108,7 +108,7 @@ def analyze_values(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
-    """Value bias: ranks of a lexicon's words, mixed model, permutation tests, figure."""
+    """Value bias: ranks of a lexicon's words, conclusions at their units, mixed models, tests, figure."""
     from rewardlens.errors import UserError
     from rewardlens.values import analyze_value_files
 
@@ -126,16 +126,22 @@ def analyze_values(
             prompts=prompts,
         )
     analysis = report.analysis
+    # analyze_value_files writes the other tables; conclusions.csv is written here until it does.
+    conclusions_csv = report.out / "conclusions.csv"
+    analysis.conclusions.to_csv(conclusions_csv, index=False)
     if as_json:
         typer.echo(analysis.summary.to_json(orient="records", indent=2))
     else:
         _print_summary(analysis.summary)
+        _print_conclusions(analysis.conclusions)
         _print_tests(analysis.tests, analysis.compare)
     for note in report.notes:
         _console.print(f"[yellow]note:[/] {note}")
     families = ", ".join(f"{m}: {f}" for m, f in sorted(report.families.items()))
     _console.print(f"families: {families}")
-    _console.print(f"wrote {', '.join(sorted(report.files))} to {report.out}")
+    _console.print(f"wrote {', '.join(sorted([*report.files, conclusions_csv.name]))} to {report.out}")
+    if analysis.family_problem:
+        raise UserError(analysis.family_problem)
 
 
 def _print_summary(summary: object) -> None:
@@ -150,13 +156,39 @@ def _print_summary(summary: object) -> None:
     _console.print(table)
 
 
+def _print_conclusions(conclusions: object) -> None:
+    import pandas as pd
+
+    assert isinstance(conclusions, pd.DataFrame)
+    across = conclusions[conclusions["scope"] == "all"]
+    if across.empty:
+        return
+    table = Table(title="Family conclusions: what each test generalizes to (all rows in conclusions.csv)")
+    for column in ("claim", "framing", "estimate (95% CI)", "unit", "n", "test", "p", "p (Holm)", "note"):
+        table.add_column(column)
+    for row in across.itertuples(index=False):
+        table.add_row(
+            str(row.claim),
+            str(row.framing),
+            f"{row.estimate:.2f} ({row.ci_low:.2f}, {row.ci_high:.2f})",
+            str(row.unit),
+            str(row.n_units),
+            str(row.test),
+            f"{row.p_value:.3g}",
+            f"{row.p_adjusted:.3g}",
+            str(row.note),
+        )
+    _console.print(table)
+
+
 def _print_tests(tests: object, compare: str) -> None:
     import pandas as pd
 
     assert isinstance(tests, pd.DataFrame)
     if tests.empty:
         return
-    shown = tests[tests["unit"] != "model"] if compare == "families" else tests
+    # Families: the valid unit (one median rank per model); the model x prompt rows are in tests.csv.
+    shown = tests[tests["unit"] == "model"] if compare == "families" else tests
     table = Table(title=f"Permutation tests ({compare}; Bonferroni; all units in tests.csv)")
     where = ["framing", "category"] if compare == "families" else ["model", "framing"]
     for column in (*where, "a vs b", "mean a", "mean b", "t", "p (adj.)", ""):

@@ -3,7 +3,8 @@
 Paper style (Christian et al., 2026, Figure 1): rows are the prompt framings, a violin per group of the
 median ranks per model x prompt, one faint point per model (its mean over prompts, +/- SE), the group
 mean +/- SE in black joined by a dotted line, the significance marks of the permutation tests, and
-the rank axis reversed so that better (rank 1) is up.
+the rank axis reversed so that better (rank 1) is up. Unlike the paper's figure, family marks come
+from the test across models (one median rank per model), the unit that generalizes to new RMs.
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ def values_figure(analysis: ValueAnalysis) -> Figure:
     per_prompt = analysis.prompt_medians
     if analysis.compare == "families":
         group, panel_by = "family", "category"
-        marks = _marks(analysis.tests, "model x prompt", ["framing", "category"])
+        # Marks only from the valid unit: one median rank per model (model x prompt rows are not exchangeable).
+        marks = _marks(analysis.tests, "model", ["framing", "category"])
     else:
         group, panel_by = "category", "model"
         marks = _marks(analysis.tests, "word", ["framing", "model"])
@@ -125,7 +127,7 @@ def _colors(groups: list[str], by_family: bool) -> dict[str, str]:
 def _caption(analysis: ValueAnalysis) -> str:
     models = analysis.prompt_medians["model"].nunique()
     if analysis.compare == "families":
-        test = "families compared on median ranks per model x prompt"
+        test = "families compared across models (one median rank per model)"
     else:
         test = "categories compared on per-word median ranks"
     return (
