@@ -18,8 +18,15 @@ from rewardlens.engine.readouts import lm_logits
 from rewardlens.errors import UserError
 from rewardlens.models.heads import backbone_of, full_forward_scores
 from rewardlens.models.loading import LoadedModel, load_model, text_config
-from rewardlens.models.templates import ConversationTemplate, make_template
+from rewardlens.models.templates import (
+    DEFAULT_DATE,
+    ConversationTemplate,
+    check_sequences,
+    make_template,
+    parse_date,
+)
 from rewardlens.progress import Progress
+from rewardlens.sequences import RequestBuilder
 
 Reduction = Literal["sum", "mean"]
 
@@ -84,34 +91,20 @@ class ModelScorer:
             self._readout = LogprobReadout(loaded.model)
 
     # -- requests ------------------------------------------------------------------------------
+    def _request_builder(self) -> RequestBuilder:
+        return RequestBuilder(self.template, self.kind, self.include_end, self.loaded.max_length)
+
     def _end_ids(self) -> list[int]:
         """The tokens scored after the response: the whole suffix for an RM, at most its first token for an LM."""
-        if self.kind == "reward":
-            return self.template.suffix_ids
-        return self.template.suffix_ids[:1] if self.include_end else []
+        return self._request_builder().end_ids()
 
     def token_requests(self, prompt: str, token_ids: Sequence[int]) -> list[ScoreRequest]:
-        prefix = tuple(self.template.prefix_ids(prompt))
-        end = tuple(self._end_ids())
-        self._check_length(len(prefix) + 1 + len(end))
-        return [ScoreRequest(prefix, (int(token_id), *end)) for token_id in token_ids]
+        """Single-token responses as the template's `sequences` builds them (see `rewardlens.sequences`)."""
+        return self._request_builder().token_requests(prompt, token_ids)
 
     def text_requests(self, prompt: str, responses: Sequence[str]) -> list[ScoreRequest]:
-        prefix = self.template.prefix_ids(prompt)
-        suffix = self.template.suffix_ids
-        requests = []
-        for response in responses:
-            ids = self.template.conversation_ids(prompt, response)
-            if self.kind == "lm" and suffix and ids[-len(suffix) :] == suffix:
-                ids = ids[: len(ids) - len(suffix)] + self._end_ids()
-            self._check_length(len(ids))
-            requests.append(ScoreRequest.split(ids, prefix))
-        return requests
-
-    def _check_length(self, n_tokens: int) -> None:
-        limit = self.loaded.max_length
-        if limit is not None and n_tokens > limit:
-            raise UserError(f"prompt plus response is {n_tokens} tokens, longer than the model's context of {limit}")
+        """Text responses as the template's `sequences` builds them (see `rewardlens.sequences`)."""
+        return self._request_builder().text_requests(prompt, responses)
 
     # -- scoring -------------------------------------------------------------------------------
     def run(
@@ -238,11 +231,16 @@ def load_scorer(
     trust_remote_code: bool = False,
     kind: str = "auto",
     template: str | None = None,
+    date: str = DEFAULT_DATE,
+    sequences: str = "exact",
     include_end: bool = False,
     random_score_head_seed: int | None = None,
     device_map: str | None = None,
 ) -> ModelScorer:
-    """Load a model and its template into a scorer (see `load_model` for the options)."""
+    """Load a model and its template into a scorer (see `load_model` for the options; `date` and `sequences`
+    as `make_template`)."""
+    fixed_date = parse_date(date)  # a bad date fails before a slow load
+    check_sequences(sequences)
     loaded = load_model(
         spec,
         revision=revision,
@@ -253,4 +251,5 @@ def load_scorer(
         random_score_head_seed=random_score_head_seed,
         device_map=device_map,
     )
-    return ModelScorer(loaded, make_template(loaded.tokenizer, template), include_end=include_end)
+    conversation = make_template(loaded.tokenizer, template, date=fixed_date, sequences=sequences)
+    return ModelScorer(loaded, conversation, include_end=include_end)

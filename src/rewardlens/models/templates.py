@@ -65,6 +65,13 @@ def parse_date(text: str) -> dt.date:
     raise UserError(f"--date {text!r} is not a date: use the form 26 Jul 2024 or 2024-07-26")
 
 
+def check_sequences(sequences: str) -> Sequences:
+    """`exact` or `published`; a UserError otherwise."""
+    if sequences not in SEQUENCES:
+        raise UserError(f"--sequences {sequences!r}: use exact or published")
+    return cast("Sequences", sequences)
+
+
 def _tokenize(tokenizer: Any, text: str) -> list[int]:
     return list(tokenizer(text, add_special_tokens=False)["input_ids"])
 
@@ -120,8 +127,7 @@ class ConversationTemplate:
     _date_kwargs: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
-        if self.sequences not in SEQUENCES:
-            raise UserError(f"--sequences {self.sequences!r}: use exact or published")
+        check_sequences(self.sequences)
         if self.source in PLAIN_SOURCES:
             self.prefix_bos = _bos_for(self.tokenizer)
             _, suffix_text = PLAIN_TEMPLATE.format(prompt="", response=_SENTINEL).split(_SENTINEL)
@@ -290,9 +296,7 @@ def make_template(
     `date` fixes what a date-stamped template renders; `sequences` is `exact` or `published`.
     """
     fixed = date if isinstance(date, dt.date) else parse_date(date)
-    if sequences not in SEQUENCES:
-        raise UserError(f"--sequences {sequences!r}: use exact or published")
-    chosen = cast("Sequences", sequences)
+    chosen = check_sequences(sequences)
     if template in (None, "chat"):
         if not getattr(tokenizer, "chat_template", None):
             raise UserError("this model has no chat template; pass --template plain or --template FILE.jinja")
