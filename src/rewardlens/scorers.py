@@ -16,7 +16,7 @@ import torch
 from rewardlens.engine import LogprobReadout, Readout, RewardReadout, ScoreRequest, run_engine
 from rewardlens.engine.readouts import lm_logits
 from rewardlens.errors import UserError
-from rewardlens.models.heads import backbone_of, full_forward_scores
+from rewardlens.models.heads import backbone_of
 from rewardlens.models.loading import LoadedModel, load_model, text_config
 from rewardlens.models.templates import (
     DEFAULT_DATE,
@@ -85,8 +85,8 @@ class ModelScorer:
         self._backbone = backbone_of(loaded.model)
         self._readout: Readout
         if self.kind == "reward":
-            assert loaded.head is not None
-            self._readout = RewardReadout(loaded.model, loaded.head)
+            assert loaded.head is not None and loaded.read_rule is not None
+            self._readout = RewardReadout(loaded.model, loaded.head, loaded.read_rule)
         else:
             self._readout = LogprobReadout(loaded.model)
 
@@ -119,20 +119,9 @@ class ModelScorer:
             raise UserError("nothing to score: the response list is empty")
         head = self.loaded.head
         if head is not None and head.needs_full_forward:
-            return self._run_full_forward(requests, progress)
+            engine = "reference"  # only the (remote) model's own forward computes the score
         size = batch_size or default_batch_size(self.loaded)
         return run_engine(engine, self._backbone, self._readout, requests, self.loaded.device, size, progress)
-
-    @torch.inference_mode()
-    def _run_full_forward(self, requests: Sequence[ScoreRequest], progress: Progress) -> list[Any]:
-        # One unpadded sequence at a time: the model's own forward decides which position it reads.
-        results = []
-        for request in requests:
-            ids = torch.tensor([request.ids], device=self.loaded.device)
-            results.append(float(full_forward_scores(self.model, input_ids=ids)[0]))
-            if progress:
-                progress(1)
-        return results
 
     def _reduce(self, results: list[Any], reduction: Reduction) -> np.ndarray:
         if self.kind == "reward":
@@ -209,6 +198,10 @@ class ModelScorer:
             "revision": loaded.resolved.revision,
             "kind": self.kind,
             "head": loaded.head.name if loaded.head else None,
+            "read_rule": loaded.read_rule.describe() if loaded.read_rule else None,
+            "head_dtype": ("float32" if loaded.head_float32 else str(loaded.dtype).removeprefix("torch."))
+            if loaded.head
+            else None,
             "dtype": str(loaded.dtype).removeprefix("torch."),
             "device": str(loaded.device),
             "include_end": self.include_end,

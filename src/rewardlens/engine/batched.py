@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from rewardlens.engine.padding import pad_right
-from rewardlens.engine.readouts import Readout
+from rewardlens.engine.readouts import BatchStates, Readout
 from rewardlens.engine.requests import ScoreRequest
 
 
@@ -30,7 +30,6 @@ def run_batched(
         hidden = backbone(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state
         prompt_lengths = [len(r.prompt_ids) for r in batch]
         rows = torch.arange(len(batch), device=device)
-        prompt_last = hidden[rows, torch.tensor(prompt_lengths, device=device) - 1]
         # Re-align each continuation to start at column 0, as the readout expects.
         continuation_ids, _ = pad_right([r.continuation_ids for r in batch], device)
         width = continuation_ids.shape[1]
@@ -38,7 +37,8 @@ def run_batched(
         offsets = offsets.clamp(max=hidden.shape[1] - 1)
         continuation_hidden = hidden[rows[:, None], offsets]
         lengths = torch.tensor([len(r.continuation_ids) for r in batch], device=device)
-        outputs = readout(prompt_last, continuation_hidden, continuation_ids, lengths)
+        # The whole padded sequences serve as the prompt parts: each prompt occupies columns [0, P_b).
+        outputs = readout(BatchStates(batch, hidden, continuation_hidden, continuation_ids, lengths))
         for index, output in zip(order[start : start + batch_size], outputs, strict=True):
             results[index] = output
         if progress:

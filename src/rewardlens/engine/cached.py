@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from rewardlens.engine.padding import pad_right
-from rewardlens.engine.readouts import Readout
+from rewardlens.engine.readouts import BatchStates, Readout
 from rewardlens.engine.requests import ScoreRequest, group_by_prompt
 
 
@@ -33,7 +33,7 @@ def run_cached(
     for prompt_ids, indices in group_by_prompt(requests).items():
         prompt = torch.tensor([prompt_ids], device=device)
         out = backbone(input_ids=prompt, use_cache=True)
-        prompt_cache, prompt_last = out.cache, out.last_hidden_state[:, -1]
+        prompt_cache, prompt_hidden = out.cache, out.last_hidden_state
         n_prompt = len(prompt_ids)
         # Similar lengths in one batch keep padding small.
         indices = sorted(indices, key=lambda i: len(requests[i].continuation_ids))
@@ -57,7 +57,10 @@ def run_cached(
                 use_cache=True,
             ).last_hidden_state
             lengths = mask.sum(1)
-            outputs = readout(prompt_last.expand(len(chunk), -1), hidden, ids, lengths)
+            states = BatchStates(
+                [requests[i] for i in chunk], prompt_hidden.expand(len(chunk), -1, -1), hidden, ids, lengths
+            )
+            outputs = readout(states)
             for index, output in zip(chunk, outputs, strict=True):
                 results[index] = output
             if progress:

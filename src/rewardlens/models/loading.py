@@ -10,8 +10,10 @@ from torch import nn
 
 from rewardlens.errors import UserError
 from rewardlens.models import gguf
-from rewardlens.models.heads import ScoreHead, find_score_head
+from rewardlens.models.gated import GATED_LAYOUTS, build_gated_model, gated_layout
+from rewardlens.models.heads import ScoreHead, find_score_head, upcast_head
 from rewardlens.models.quiet import quiet_transformers
+from rewardlens.models.read_rule import ReadRule
 from rewardlens.models.spec import ResolvedModel, resolve_model
 
 ModelKind = Literal["reward", "lm"]
@@ -34,6 +36,13 @@ class LoadedModel:
     head: ScoreHead | None
     device: torch.device
     dtype: torch.dtype
+    # Whether the head runs in float32 on the upcast last hidden state (see models.heads).
+    head_float32: bool = False
+
+    @property
+    def read_rule(self) -> ReadRule | None:
+        """Where a reward model reads its score (None for a language model)."""
+        return self.head.rule(self.model) if self.head else None
 
     @property
     def max_length(self) -> int | None:
@@ -80,6 +89,8 @@ def _architectures(config: Any) -> list[str]:
 
 def _infer_kind(config: Any, resolved: ResolvedModel) -> ModelKind:
     architectures = _architectures(config)
+    if gated_layout(config) is not None:
+        return "reward"
     if any(a.endswith(("ForSequenceClassification", "ForRewardModelWithGating", "ForScore")) for a in architectures):
         return "reward"
     if resolved.gguf_file or any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in architectures):
@@ -112,10 +123,55 @@ def infer_kind(spec: str, *, revision: str | None = None, trust_remote_code: boo
     return _infer_kind(config, resolved)
 
 
-def _load_weights(auto_class: Any, resolved: ResolvedModel, kwargs: dict[str, Any]) -> nn.Module:
-    with quiet_transformers():
-        model: nn.Module = auto_class.from_pretrained(str(resolved.directory), **kwargs)
-        return model
+def _known_architecture(name: str) -> bool:
+    import transformers
+
+    return name in GATED_LAYOUTS or hasattr(transformers, name)
+
+
+def _check_architectures(config: Any, spec: str, trust_remote_code: bool) -> None:
+    """An architecture neither transformers nor a native reader knows runs only as the checkpoint's own code."""
+    unknown = [a for a in _architectures(config) if not _known_architecture(a)]
+    if unknown and not trust_remote_code:
+        supported = ", ".join(sorted(GATED_LAYOUTS))
+        raise UserError(
+            f"model '{spec}' has the custom architecture {', '.join(unknown)}, which rewardlens does not read "
+            f"natively (it reads transformers' *ForSequenceClassification and *ForCausalLM models and the gated "
+            f"heads {supported}); pass --trust-remote-code to run the checkpoint's own code"
+        )
+
+
+def _load_weights(
+    auto_class: Any, resolved: ResolvedModel, kwargs: dict[str, Any], spec: str, allow_missing: tuple[str, ...] = ()
+) -> nn.Module:
+    """Load and refuse a model that transformers had to complete with freshly initialised weights."""
+    try:
+        with quiet_transformers():
+            model, info = auto_class.from_pretrained(str(resolved.directory), output_loading_info=True, **kwargs)
+    except ImportError as err:  # a checkpoint's remote code that does not import on this transformers
+        raise UserError(
+            f"the remote code of model '{spec}' does not import: {str(err).splitlines()[0][:200]}"
+        ) from None
+    missing = sorted(k for k in info.get("missing_keys", ()) if not k.startswith(allow_missing))
+    if missing:
+        architecture = type(model).__name__
+        raise UserError(
+            f"model '{spec}' loaded as {architecture} lacks weights {', '.join(missing[:8])}"
+            f"{' ...' if len(missing) > 8 else ''}; rewardlens does not score with weights the checkpoint does not hold"
+        )
+    loaded: nn.Module = model
+    return loaded
+
+
+def _load_gated(files: ResolvedModel, config: Any, kwargs: dict[str, Any], tokenizer: Any, spec: str) -> nn.Module:
+    """A gated RM: the backbone natively (no remote code), the head from the checkpoint's tensors."""
+    from transformers import AutoModel
+
+    layout = gated_layout(config)
+    assert layout is not None
+    native = {k: v for k, v in kwargs.items() if k != "trust_remote_code"}
+    backbone = _load_weights(AutoModel, files, {**native, "config": config}, spec)
+    return build_gated_model(backbone, files.directory, config, layout, tokenizer)
 
 
 def load_model(
@@ -159,9 +215,16 @@ def load_model(
         torch.manual_seed(random_score_head_seed)
         kwargs["num_labels"] = 1
     auto_class = AutoModelForSequenceClassification if model_kind == "reward" else AutoModelForCausalLM
+    # Only a benchmark's seeded random head may be missing from the checkpoint.
+    allow_missing = ("score.",) if random_score_head_seed is not None else ()
     try:
         placement = {"device_map": device_map} if device_map else {}
-        model = _load_weights(auto_class, files, {**kwargs, "dtype": torch_dtype, **placement})
+        load_kwargs = {**kwargs, "dtype": torch_dtype, **placement}
+        if model_kind == "reward" and gated_layout(config) is not None:
+            model = _load_gated(files, config, load_kwargs, tokenizer, spec)
+        else:
+            _check_architectures(config, spec, trust_remote_code)
+            model = _load_weights(auto_class, files, load_kwargs, spec, allow_missing)
     except (OSError, ValueError, KeyError, EOFError, RuntimeError) as err:
         raise UserError(f"cannot load model '{spec}': {str(err).splitlines()[0][:200]}") from None
     if device_map:
@@ -176,6 +239,7 @@ def load_model(
         head = find_score_head(model, resolved.display_name)
         if head is None:
             raise UserError(f"model '{spec}' has no score head that rewardlens knows how to read")
+    head_float32 = head is not None and (head.gated or upcast_head(model, head))
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
-    return LoadedModel(resolved, model, tokenizer, model_kind, head, torch_device, torch_dtype)
+    return LoadedModel(resolved, model, tokenizer, model_kind, head, torch_device, torch_dtype, head_float32)
