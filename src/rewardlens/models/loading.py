@@ -98,9 +98,14 @@ def _infer_kind(config: Any, resolved: ResolvedModel) -> ModelKind:
     if not architectures:
         # A config with no architecture named: a causal LM is the common case for bare checkpoints.
         return "lm"
-    raise UserError(
-        f"model '{resolved.spec}' is neither a sequence-classification model nor a causal LM "
-        f"(architectures: {', '.join(architectures)})"
+    raise UserError(_unsupported(resolved.spec, architectures))
+
+
+def _unsupported(spec: str, architectures: list[str]) -> str:
+    return (
+        f"model '{spec}' has the architecture {', '.join(architectures)}, which rewardlens does not read natively "
+        f"(it reads transformers' *ForSequenceClassification and *ForCausalLM models and the gated heads "
+        f"{', '.join(sorted(GATED_LAYOUTS))}); pass --trust-remote-code to run the checkpoint's own code"
     )
 
 
@@ -133,12 +138,7 @@ def _check_architectures(config: Any, spec: str, trust_remote_code: bool) -> Non
     """An architecture neither transformers nor a native reader knows runs only as the checkpoint's own code."""
     unknown = [a for a in _architectures(config) if not _known_architecture(a)]
     if unknown and not trust_remote_code:
-        supported = ", ".join(sorted(GATED_LAYOUTS))
-        raise UserError(
-            f"model '{spec}' has the custom architecture {', '.join(unknown)}, which rewardlens does not read "
-            f"natively (it reads transformers' *ForSequenceClassification and *ForCausalLM models and the gated "
-            f"heads {supported}); pass --trust-remote-code to run the checkpoint's own code"
-        )
+        raise UserError(_unsupported(spec, unknown))
 
 
 def _load_weights(
