@@ -14,6 +14,8 @@ candidate needs its own continuation and the cached engine scores them in batche
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import time
 from collections.abc import Sequence
@@ -26,6 +28,7 @@ import pandas as pd
 
 from rewardlens.engine import check_batch_size, check_engine
 from rewardlens.errors import UserError
+from rewardlens.models.templates import ConversationTemplate, template_from_description
 from rewardlens.models.vocabulary import select_tokens
 from rewardlens.progress import Progress
 from rewardlens.prompts import Prompt
@@ -43,7 +46,11 @@ DEFAULT_SHARD_SIZE = 4096
 # Prompts are compared by id and text only, so that metadata added to a bundled set later (framing, ...)
 # does not turn a resumable run into "another run".
 EARLY_IDENTITY_KEYS = ("kind_of_run", "model_spec", "prompt_set", "tokens", "include_special")
-IDENTITY_KEYS = (*EARLY_IDENTITY_KEYS, "revision", "kind", "dtype", "template", "score_definition")
+# `sequences` and `date` come before `template` (which holds them too) so that a refusal names them; the
+# rendered prefix ids catch what the template's text and date do not: another tokenizer or renderer giving
+# other prompt ids than the shards already written were scored with.
+TEMPLATE_IDENTITY_KEYS = ("sequences", "date", "template", "rendered_prefix_ids")
+IDENTITY_KEYS = (*EARLY_IDENTITY_KEYS, "revision", "kind", "dtype", *TEMPLATE_IDENTITY_KEYS, "score_definition")
 
 
 @dataclass(frozen=True)
@@ -98,7 +105,34 @@ class SweepSummary:
         )
 
 
+def _template_of(scorer: ScorerInfo) -> ConversationTemplate:
+    """The scorer's template; a Ray worker's `ScorerFacts` carries only its description and tokenizer."""
+    template = getattr(scorer, "template", None)
+    if isinstance(template, ConversationTemplate):
+        return template
+    return template_from_description(scorer.tokenizer, dict(scorer.describe().get("template") or {}))
+
+
+def template_identity(scorer: ScorerInfo, prompts: Sequence[Prompt]) -> dict[str, Any]:
+    """What a run's template renders: its sequences, its date, and a sha1 of every prompt's prompt ids."""
+    template = _template_of(scorer)
+    digest = hashlib.sha1()
+    for prompt in prompts:
+        digest.update(json.dumps(template.prompt_ids(prompt.text)).encode("ascii") + b"\n")
+    return {
+        "sequences": template.sequences,
+        "date": template.date_string,
+        "rendered_prefix_ids": f"sha1:{digest.hexdigest()}",
+    }
+
+
 def score_definition(scorer: ScorerInfo) -> str:
+    if _template_of(scorer).sequences == "published":
+        what = "reward head logit" if scorer.kind == "reward" else "summed log p of the response ids"
+        return (
+            f"{what} of the published sequence: the response text (of a token: decode([token_id])) rendered by "
+            "the template and tokenized again with the tokenizer's special tokens"
+        )
     if scorer.kind == "reward":
         return "reward head logit of prefix_ids + [token_id] + suffix_ids"
     if scorer.include_end:
@@ -193,6 +227,7 @@ def prepare_sweep(
         "dtype": description.get("dtype"),
         "device": description.get("device"),
         "template": description.get("template"),
+        **template_identity(scorer, prompts),
         "score_definition": score_definition(scorer),
         "versions": description.get("versions"),
         "scorer": description,
@@ -258,7 +293,8 @@ def score_shard(
     `logprobs` caches a language model's whole-vocabulary log-probabilities by prompt index: one forward
     pass per prompt gives every candidate's score, so shards of the same prompt share it.
     """
-    if scores_first_token_logprobs(scorer):
+    # The published pipeline re-tokenizes each decoded token, so one forward pass does not give its scores.
+    if scores_first_token_logprobs(scorer) and scorer.template.sequences == "exact":
         cache = logprobs if logprobs is not None else {}
         if shard.prompt_index not in cache:
             cache.clear()  # shards of a prompt come together; keep one vocabulary-sized vector

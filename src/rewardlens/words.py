@@ -29,7 +29,20 @@ if TYPE_CHECKING:
 
 
 # What makes two word runs "the same run": a DIR holding another one is refused (unless overwrite).
-IDENTITY_KEYS = ("kind_of_run", "model_spec", "prompts", "lexicon", "words_sha1", "kind", "template", "dtype")
+# The template keys (sequences, date, template, rendered prefix ids) are those of a sweep, for the same reasons.
+IDENTITY_KEYS = (
+    "kind_of_run",
+    "model_spec",
+    "prompts",
+    "lexicon",
+    "words_sha1",
+    "kind",
+    "sequences",
+    "date",
+    "template",
+    "rendered_prefix_ids",
+    "dtype",
+)
 
 
 @dataclass(frozen=True)
@@ -146,7 +159,7 @@ def words_manifest(
     batch_size: int | None = None,
 ) -> dict[str, Any]:
     """The run.json of a word run (a single process and Ray workers write the same one)."""
-    from rewardlens.sweep import score_definition
+    from rewardlens.sweep import score_definition, template_identity
 
     description = dict(scorer.describe())
     return {
@@ -161,6 +174,7 @@ def words_manifest(
         "dtype": description.get("dtype"),
         "device": description.get("device"),
         "template": description.get("template"),
+        **template_identity(scorer, prompts),
         "score_definition": score_definition(scorer).replace("[token_id]", "word_ids"),
         "scorer": description,
         "engine": engine,
