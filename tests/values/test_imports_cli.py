@@ -11,11 +11,15 @@ import pandas as pd
 import pytest
 
 from cli_runner import CliResult
+from rewardlens.analysis.conclusions import FAMILY_CONTRAST
+from rewardlens.analysis.values import PUBLISHED_STRUCTURE, UNCORRELATED_SLOPES
 from rewardlens.errors import UserError
 from rewardlens.imports import import_scores, read_scores_csv, scores_from_run
 from rewardlens.prompts import load_prompts
 from rewardlens.runs import load_run
 from rewardlens.values import analyze_value_files
+
+THREE_WAY = "family[T.llama]:category[T.Communion]:framing[T.positive]"
 
 
 def assert_user_error(result: CliResult, fragment: str) -> None:
@@ -85,8 +89,22 @@ def test_published_ten_rms_reproduce_the_paper(tmp_path: Path, published_dir: Pa
     tests = pd.read_csv(tmp_path / "out" / "tests.csv")
     figure1 = tests[tests["unit"] == "model x prompt"]
     assert len(figure1) == 4 and (figure1["p_bonferroni"] < 0.05).all()  # every Figure 1 panel
-    mixed = pd.read_csv(tmp_path / "out" / "mixed_model.csv").set_index("term")
-    assert mixed.loc["family[T.llama]:category[T.Communion]:framing[T.positive]", "p_value"] < 1e-6
+    mixed = pd.read_csv(tmp_path / "out" / "mixed_model.csv")
+    published = mixed[mixed["structure"] == PUBLISHED_STRUCTURE].set_index("term")
+    assert published.loc[THREE_WAY, "p_value"] < 1e-6  # the paper's inference, reproduced
+    # The defensible inference: family differences tested across the ten models.
+    conclusions = report.analysis.conclusions
+    across = conclusions[(conclusions["unit"] == "model") & (conclusions["scope"] == "all")]
+    contrasts = across[across["claim"] == FAMILY_CONTRAST]
+    assert set(contrasts["framing"]) == {"positive", "negative"} and len(contrasts) == 4  # permutation, Welch
+    assert (contrasts["p_value"] > 0.1).all() and (contrasts["n_units"] == 10).all()
+    exact = contrasts[contrasts["test"].str.startswith("permutation")]
+    assert exact["test"].str.contains("exact over all 210").all()
+    slopes = mixed[mixed["structure"] == UNCORRELATED_SLOPES].set_index("term")
+    # Same fixed effect, tested against between-model variation: a larger SE and p.
+    assert slopes.loc[THREE_WAY, "estimate"] == pytest.approx(published.loc[THREE_WAY, "estimate"], abs=1e-6)
+    assert slopes.loc[THREE_WAY, "se"] > 2 * published.loc[THREE_WAY, "se"]
+    assert slopes.loc[THREE_WAY, "p_value"] > 0.01
 
 
 def test_cli_analyze_values_on_a_mix_of_run_and_csv(
@@ -103,12 +121,16 @@ def test_cli_analyze_values_on_a_mix_of_run_and_csv(
         "analyze", "values", str(tmp_path / "run"), str(llama), str(llama2), "--out", str(out),
         "--family", "run=gemma", "--permutations", "200",
     )
-    assert result.exit_code == 0, result.stderr
-    assert "mixed model skipped" in result.stdout and "'gemma' has 1 model" in result.stdout
+    # One gemma model: no family comparison (exit 2, one line), but everything else is written.
+    assert_user_error(result, "'gemma' has 1 model")
+    assert "mixed model skipped" in result.stdout
     assert not (out / "mixed_model.csv").exists()
-    assert {"summary.csv", "tests.csv", "values.png", "values.pdf"} <= {p.name for p in out.iterdir()}
+    written = {p.name for p in out.iterdir()}
+    assert {"summary.csv", "tests.csv", "conclusions.csv", "values.png", "values.pdf"} <= written
     families = pd.read_csv(out / "summary.csv")["family"]
     assert set(families) == {"gemma", "llama"}
+    conclusions = pd.read_csv(out / "conclusions.csv")
+    assert set(conclusions["unit"]) == {"word"} and conclusions["scope"].nunique() == 3
 
 
 def test_cli_lexicons_lists_bundled(run_cli: Callable[..., CliResult]) -> None:

@@ -13,7 +13,15 @@ from values_synthetic import make_lexicon, make_scores
 from rewardlens.analysis.family import assign_families, infer_family, parse_family_options
 from rewardlens.analysis.permutation import bonferroni, permutation_t_test, stars, welch_t
 from rewardlens.analysis.ranks import rank_responses
-from rewardlens.analysis.values import analyze_values, fit_mixed_model
+from rewardlens.analysis.values import (
+    PUBLISHED_STRUCTURE,
+    analyze_values,
+    family_tests,
+    fit_mixed_model,
+    model_medians,
+    prompt_medians,
+    rank_lexicon_words,
+)
 from rewardlens.errors import UserError
 
 FAMILIES = {f"{family}-{i}": family for family in ("llama", "gemma") for i in range(3)}
@@ -112,7 +120,7 @@ def test_planted_family_effect_is_recovered_and_significant() -> None:
     assert len(paper_unit) == 4 and (paper_unit["p_bonferroni"] < 0.05).all()
     mixed = result.mixed_model
     assert mixed is not None
-    terms = mixed.set_index("term")
+    terms = mixed[mixed["structure"] == PUBLISHED_STRUCTURE].set_index("term")
     # Reference levels gemma, Agency, negative: under negative prompts llama ranks agency words as the
     # worst things more rarely than gemma, so its communion words come out better ranked (negative
     # estimate); positive prompts flip it (three-way interaction, positive).
@@ -155,8 +163,12 @@ def test_mixed_model_fixed_effects_equal_ols_on_a_balanced_design() -> None:
     design = np.column_stack([design, f * c, f * p, c * p, f * c * p])
     ols, *_ = np.linalg.lstsq(design, rows["median_rank"].to_numpy(float), rcond=None)
     assert result.mixed_model is not None
-    fixed = result.mixed_model[result.mixed_model["term"] != "Group Var"]["estimate"].to_numpy()
-    assert fixed == pytest.approx(ols, abs=1e-4)
+    # Balanced: generalized least squares equals OLS whatever the covariance of the random effects,
+    # so every structure (the published one and the random slopes) has these fixed effects.
+    for structure, table in result.mixed_model.groupby("structure"):
+        fixed = table[table["term"] != "Group Var"]["estimate"].to_numpy()
+        assert fixed == pytest.approx(ols, abs=1e-4), structure
+    assert result.mixed_model["structure"].nunique() >= 2
 
 
 def test_no_effect_gives_no_systematic_family_difference() -> None:
@@ -164,7 +176,8 @@ def test_no_effect_gives_no_systematic_family_difference() -> None:
     p_values = []
     for seed in range(12):
         scores = make_scores(families, n_words=10, n_prompts=2, effect=0.0, seed=100 + seed)
-        tests = analyze_values(scores, make_lexicon(10), families, n_permutations=99, seed=seed).tests
+        ranked = rank_lexicon_words(scores, make_lexicon(10), families)
+        tests = family_tests(prompt_medians(ranked), model_medians(ranked), n_permutations=99, seed=seed)
         p_values.extend(tests.loc[tests["unit"] == "model", "p_value"])
     assert 0.2 < np.mean(p_values) < 0.8  # uniform p-values average 0.5
     assert np.mean(np.array(p_values) < 0.05) < 0.15

@@ -170,9 +170,8 @@ def compare_across_models(
     result = permutation_t_test(first, second, max(budget, 1), rng)
     # Two-sided: with equal group sizes a relabelling and its mirror give the same |t|.
     mirrored = 2 if len(first) == len(second) else 1
-    welch = (
-        float(stats.ttest_ind(first, second, equal_var=False).pvalue) if min(len(first), len(second)) >= 2 else math.nan
-    )
+    varies = min(len(first), len(second)) >= 2 and (np.ptp(first) > 0 or np.ptp(second) > 0)
+    welch = float(stats.ttest_ind(first, second, equal_var=False).pvalue) if varies else math.nan
     return AcrossModels(
         estimate=_mean_difference(first, second),
         p_permutation=result.p_value,
