@@ -125,7 +125,7 @@ def rsa(
     y: np.ndarray,
     rdm: str = "correlation",
     compare: str = "spearman",
-    center: bool = True,
+    center: bool = False,
     ids: np.ndarray | None = None,
 ) -> float:
     if center:

@@ -15,7 +15,6 @@ from rewardlens.similarity.inference import (
     noise_ceiling,
     permutation_p_value,
     permutation_test,
-    spearman_brown,
 )
 from rewardlens.similarity.pair import Pair
 from rewardlens.similarity.representation import Representation
@@ -112,8 +111,8 @@ def test_resampled_stimuli_leave_out_pairs_of_copies(shape: tuple[int, int, int]
     assert debiased.value(pair, debiased.resolve({})) == pytest.approx(
         NAIVE["debiased-cka"](xs, ys, center=True, ids=index), abs=1e-10
     )
-    rsa = get_measure("rsa")
-    assert rsa.value(pair, rsa.resolve({})) == pytest.approx(NAIVE["rsa"](xs, ys, ids=index), abs=1e-10)
+    rsa = get_measure("rsa")  # the pair's representations are centred (their default), so is the naive one
+    assert rsa.value(pair, rsa.resolve({})) == pytest.approx(NAIVE["rsa"](xs, ys, center=True, ids=index), abs=1e-10)
 
 
 def test_a_permutation_keeps_every_pair() -> None:
@@ -129,20 +128,44 @@ def test_a_permutation_keeps_every_pair() -> None:
 # -- model comparison and noise ceiling ------------------------------------------------------------
 
 
-def test_spearman_brown() -> None:
-    assert spearman_brown(0.5) == pytest.approx(2 / 3)
-    assert spearman_brown(1.0) == pytest.approx(1.0)
-    with pytest.raises(UserError):
-        spearman_brown(-1.0)
-
-
 def test_noise_ceiling_of_identical_repetitions_is_one_and_of_noisy_ones_below() -> None:
     x, _ = related(30, 6, 6, seed=8)
-    assert noise_ceiling([x, x, x, x], "rv2", splits=5)[1] == pytest.approx(1.0)
+    same = noise_ceiling([x, x, x, x], "rv2")
+    assert same.lower == pytest.approx(1.0) and same.upper == pytest.approx(1.0)
     rng = np.random.default_rng(9)
-    noisy = [x + rng.normal(size=x.shape) for _ in range(6)]
-    split_half, ceiling = noise_ceiling(noisy, "rv2", splits=20)
-    assert 0 < split_half < ceiling < 1
+    noisy = [x + rng.normal(size=x.shape) for _ in range(5)]  # an odd count: every repetition is used
+    ceiling = noise_ceiling(noisy, "rv2")
+    assert 0 < ceiling.lower < ceiling.upper < 1 and ceiling.repetitions == 5
+
+
+def test_noise_ceiling_equals_its_definition() -> None:
+    rng = np.random.default_rng(3)
+    reps = [rng.normal(size=(20, 4)) for _ in range(3)]
+    mean = np.mean(reps, axis=0)
+    upper = np.mean([NAIVE["linear-cka"](r, mean) for r in reps])
+    lower = np.mean(
+        [NAIVE["linear-cka"](r, np.mean([o for j, o in enumerate(reps) if j != i], axis=0)) for i, r in enumerate(reps)]
+    )
+    ceiling = noise_ceiling(reps, "linear-cka")
+    assert (ceiling.lower, ceiling.upper) == pytest.approx((lower, upper), abs=1e-10)
+
+
+@pytest.mark.parametrize("measure", ["rv2", "linear-cka", "rsa"])
+@pytest.mark.parametrize("count", [2, 3, 5])
+def test_the_noise_free_target_lies_within_the_ceiling(measure: str, count: int) -> None:
+    # The true target, scored like any candidate, must not beat the upper bound (nor, on average,
+    # fall below the lower one). Averaged over a few seeded draws: the bounds hold in expectation.
+    gaps = []
+    for seed in range(4):
+        rng = np.random.default_rng(seed)
+        truth = rng.normal(size=(40, 8))
+        repetitions = [truth + 1.5 * rng.normal(size=truth.shape) for _ in range(count)]
+        result = compare_models({"truth": truth}, repetitions, measure, bootstrap=1, seed=0)
+        assert result.noise_ceiling is not None
+        score = float(result.scores["per_repetition"].iloc[0])
+        gaps.append((result.noise_ceiling.upper - score, score - result.noise_ceiling.lower))
+    upper_gap, lower_gap = np.mean(gaps, axis=0)
+    assert upper_gap > 0 and lower_gap > 0
 
 
 def test_noise_ceiling_needs_repetitions_and_a_similarity() -> None:
@@ -161,7 +184,7 @@ def test_compare_models_ranks_candidates_with_paired_differences() -> None:
         "close": truth @ np.linalg.qr(rng.normal(size=(6, 6)))[0] + 0.1 * rng.normal(size=truth.shape),
         "far": rng.normal(size=(50, 6)),
     }
-    result = compare_models(candidates, repetitions, "rv2", bootstrap=200, seed=1, splits=10)
+    result = compare_models(candidates, repetitions, "rv2", bootstrap=200, seed=1)
     scores = result.scores.set_index("model")
     mean_target = repetitions.mean(axis=0)
     assert scores.loc["close", "value"] == pytest.approx(NAIVE["rv2"](candidates["close"], mean_target), abs=1e-10)
@@ -169,8 +192,10 @@ def test_compare_models_ranks_candidates_with_paired_differences() -> None:
     difference = result.differences.iloc[0]
     assert (difference.model_a, difference.model_b) == ("close", "far")
     assert difference.ci_low > 0 and difference.p_value < 0.05
-    assert result.noise_ceiling is not None and result.split_half is not None
-    assert 0 < result.split_half < result.noise_ceiling <= 1
+    assert result.noise_ceiling is not None
+    assert 0 < result.noise_ceiling.lower < result.noise_ceiling.upper <= 1
+    per_repetition = np.mean([NAIVE["rv2"](candidates["close"], r) for r in repetitions])
+    assert scores.loc["close", "per_repetition"] == pytest.approx(per_repetition, abs=1e-10)
     single = compare_models(candidates, mean_target, "rv2", bootstrap=20)
     assert single.noise_ceiling is None
 

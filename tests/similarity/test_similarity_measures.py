@@ -8,7 +8,7 @@ import torch
 from similarity_naive import NAIVE
 
 from rewardlens.errors import UserError
-from rewardlens.similarity import MEASURES, compare, get_measure
+from rewardlens.similarity import MEASURES, Representation, compare, get_measure
 from rewardlens.similarity.registry import INVERTIBLE_LINEAR, ISOTROPIC_SCALING, OFFSET, ROTATION
 
 # n < d (Gram side) and n > d (feature side), with Y related to X so values are far from 0 and 1.
@@ -230,7 +230,7 @@ def test_rv2_matches_hoggorm() -> None:
         ("correlation", "pearson", "corr"),
     ],
 )
-def test_rsa_matches_rsatoolbox(rdm: str, ours: str, theirs: str) -> None:
+def test_rsa_default_matches_rsatoolbox(rdm: str, ours: str, theirs: str) -> None:
     pytest.importorskip("rsatoolbox")
     from rsatoolbox.data import Dataset
     from rsatoolbox.rdm import calc_rdm
@@ -238,8 +238,25 @@ def test_rsa_matches_rsatoolbox(rdm: str, ours: str, theirs: str) -> None:
 
     x, y = related(25, 8, 6, seed=13)
     expected = rdm_compare(calc_rdm(Dataset(x), method=rdm), calc_rdm(Dataset(y), method=rdm), method=theirs)[0, 0]
-    # rsatoolbox does not centre columns before its RDMs.
-    assert compare(x, y, "rsa", rdm=rdm, compare=ours, center=False) == pytest.approx(expected, abs=1e-10)
+    # The default is the standard RDM of the patterns as given (rsatoolbox does not centre columns)...
+    assert compare(x, y, "rsa", rdm=rdm, compare=ours) == pytest.approx(expected, abs=1e-10)
+    # ... and centring is an option that changes it (x and y carry offsets).
+    assert compare(x, y, "rsa", rdm=rdm, compare=ours, center=True) != pytest.approx(expected, abs=1e-3)
+
+
+@pytest.mark.parametrize("kind", ["correlation"])  # rsatoolbox has no cosine RDM; pdist checks it (naive)
+def test_default_rdm_equals_rsatoolbox_calc_rdm(kind: str) -> None:
+    pytest.importorskip("rsatoolbox")
+    from rsatoolbox.data import Dataset
+    from rsatoolbox.rdm import calc_rdm
+
+    from rewardlens.similarity.rsa import rdm_vector
+
+    x, _ = related(15, 6, 4, seed=21)
+    theirs = calc_rdm(Dataset(x), method=kind).get_vectors()[0]
+    rsa = get_measure("rsa")
+    ours = rdm_vector(Representation(torch.from_numpy(x), center=rsa.centers(rsa.resolve({}))), kind)
+    assert ours == pytest.approx(theirs, abs=1e-12)
 
 
 def test_linear_cka_matches_rsatoolbox_cosine_cov() -> None:

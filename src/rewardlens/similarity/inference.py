@@ -7,8 +7,14 @@
   intervals. Resampled stimuli appear several times; RSA leaves out the zero-distance pairs
   between copies of one stimulus (see `rsa`), the kernel measures use the rows as drawn.
 - Model comparison: every candidate against one target on the same bootstrap samples, so the
-  differences between candidates are paired; and a split-half noise ceiling, Spearman-Brown
-  corrected, when the target was measured several times.
+  differences between candidates are paired; and, when the target was measured several times, the
+  noise ceiling of Nili et al. (2014): the upper bound is each repetition's similarity to the mean of
+  all repetitions (itself included, so it is optimistic), the lower bound each repetition's similarity
+  to the mean of the others, averaged over repetitions. It bounds a candidate's mean similarity to the
+  single repetitions (`per_repetition`), which is what the true, noise-free target would reach, not
+  its similarity to the mean of the repetitions. (A Spearman-Brown-corrected similarity of two
+  half-averages is no such bound for measures that are not correlations of the data themselves:
+  the noise-free target scored above it.) Every count of repetitions >= 2 uses them all.
 
 Everything is seeded: the same seed gives the same permutations and samples.
 """
@@ -170,13 +176,6 @@ def bootstrap_ci(
 # -- model comparison ------------------------------------------------------------------------------
 
 
-def spearman_brown(split_half: float) -> float:
-    """Reliability of the full data from the correlation of two halves: 2r / (1 + r)."""
-    if split_half <= -1:
-        raise UserError("split-half similarity of the target is -1; the noise ceiling is undefined")
-    return 2 * split_half / (1 + split_half)
-
-
 def _repetitions(target: Any) -> list[torch.Tensor]:
     """A target given as (repetitions, n, d) or a list of n x d arrays, one per repetition."""
     if isinstance(target, np.ndarray | torch.Tensor) and target.ndim == 3:
@@ -192,20 +191,17 @@ def _repetitions(target: Any) -> list[torch.Tensor]:
     return tensors
 
 
-def noise_ceiling(
-    repetitions: Sequence[Any],
-    measure: str = "rv2",
-    *,
-    splits: int = 100,
-    seed: int = 0,
-    **options: Any,
-) -> tuple[float, float]:
-    """(split-half similarity, Spearman-Brown-corrected ceiling) of a target measured several times.
+@dataclass(frozen=True)
+class NoiseCeiling:
+    """Nili et al.'s (2014) bounds on the mean similarity of the true target to the repetitions."""
 
-    Each split averages two disjoint random halves of the repetitions and compares the averages; the
-    mean over splits estimates the reliability of half the data, and Spearman-Brown extends it to all
-    of it. The correction assumes a correlation-like measure (rv2, cka, rsa, ...).
-    """
+    lower: float  # each repetition against the mean of the others
+    upper: float  # each repetition against the mean of all
+    repetitions: int
+
+
+def noise_ceiling(repetitions: Sequence[Any], measure: str = "rv2", **options: Any) -> NoiseCeiling:
+    """The noise ceiling of a target measured several times (>= 2 repetitions, odd counts included)."""
     chosen = get_measure(measure)
     if not chosen.larger_is_more_similar:
         raise UserError(f"a noise ceiling needs a similarity; {chosen.name} is a distance")
@@ -213,33 +209,32 @@ def noise_ceiling(
     tensors = _repetitions(list(repetitions))
     if len(tensors) < 2:
         raise UserError("a noise ceiling needs at least 2 repeated measurements of the target")
-    _check_count(splits, "splits")
     stacked = torch.stack(tensors)
-    half = len(tensors) // 2
-    generator = np.random.default_rng(seed)
     center = chosen.centers(resolved)
-    values = []
-    for _ in range(splits):
-        order = torch.from_numpy(generator.permutation(len(tensors)))
-        first, second = stacked[order[:half]].mean(0), stacked[order[half : 2 * half]].mean(0)
-        pair = Pair(
-            Representation(first, center=center, name="target half 1"),
-            Representation(second, center=center, name="target half 2"),
-        )
-        values.append(chosen.value(pair, resolved))
-    split_half = float(np.mean(values))
-    return split_half, spearman_brown(split_half)
+    total = stacked.sum(0)
+    everything = Representation(total / len(tensors), center=center, name="target mean")
+    upper, lower = [], []
+    for index, tensor in enumerate(tensors):
+        single = Representation(tensor, center=center, name=f"target repetition {index}")
+        others = Representation((total - tensor) / (len(tensors) - 1), center=center, name="other repetitions")
+        upper.append(chosen.value(Pair(single, everything), resolved))
+        lower.append(chosen.value(Pair(single, others), resolved))
+    return NoiseCeiling(float(np.mean(lower)), float(np.mean(upper)), len(tensors))
 
 
 @dataclass(frozen=True)
 class ModelComparison:
-    """Candidates against one target: `scores` per candidate, paired `differences`, optional ceiling."""
+    """Candidates against one target: `scores` per candidate, paired `differences`, optional ceiling.
+
+    `scores` has model, value (similarity to the mean target), ci_low, ci_high (bootstrap over
+    stimuli) and, with repetitions, per_repetition: the mean similarity to each repetition, which is
+    what `noise_ceiling` bounds.
+    """
 
     measure: str
-    scores: pd.DataFrame  # model, value, ci_low, ci_high
+    scores: pd.DataFrame
     differences: pd.DataFrame  # model_a, model_b, difference, ci_low, ci_high, p_value
-    split_half: float | None
-    noise_ceiling: float | None
+    noise_ceiling: NoiseCeiling | None
 
 
 def _two_sided_bootstrap_p(differences: np.ndarray) -> float:
@@ -257,16 +252,17 @@ def compare_models(
     bootstrap: int = 1000,
     seed: int = 0,
     level: float = 0.95,
-    splits: int = 100,
     progress: Progress = None,
     **options: Any,
 ) -> ModelComparison:
     """Each candidate's similarity to `target` with bootstrap CIs, and every pairwise difference.
 
     `target` is n x d, or (repetitions, n, d) / a list of n x d arrays when it was measured several
-    times: the candidates are then compared with the mean over repetitions and a split-half noise
-    ceiling is reported. All candidates share the same bootstrap samples of the stimuli, so the
-    differences are paired; p-values are two-sided.
+    times: the candidates are then compared with the mean over repetitions, and the noise ceiling
+    (Nili et al. 2014) bounds their mean similarity to the single repetitions (`per_repetition`).
+    All candidates share the same bootstrap samples of the stimuli, so the differences are paired;
+    p-values are two-sided. The intervals and p-values generalize over stimuli; repetitions enter
+    only through the ceiling.
     """
     if not candidates:
         raise UserError("compare_models needs at least one candidate")
@@ -285,7 +281,7 @@ def compare_models(
     samples: dict[str, np.ndarray] = {}
     for name in names:
         check_inputs(candidates[name], target_mean, chosen, names=(name, "target"))
-        rep = Representation(as_float64(candidates[name], name, device=target_rep.device), center=center, name=name)
+        rep = _candidate(candidates[name], name, center, target_rep)
         observed[name] = chosen.value(Pair(rep, target_rep), resolved)
         samples[name] = bootstrap_values(chosen, resolved, rep, target_rep, indices, progress)
 
@@ -315,7 +311,21 @@ def compare_models(
         )
     differences = pd.DataFrame(rows, columns=["model_a", "model_b", "difference", "ci_low", "ci_high", "p_value"])
 
-    split_half = ceiling = None
+    ceiling = None
     if len(repeated) >= 2:
-        split_half, ceiling = noise_ceiling(repeated, measure, splits=splits, seed=seed, **options)
-    return ModelComparison(chosen.name, scores, differences, split_half, ceiling)
+        ceiling = noise_ceiling(repeated, measure, **options)
+        per_repetition = [
+            np.mean(
+                [
+                    chosen.value(Pair(_candidate(candidates[name], name, center, target_rep), single), resolved)
+                    for single in (Representation(t, center=center, name="target repetition") for t in repeated)
+                ]
+            )
+            for name in names
+        ]
+        scores["per_repetition"] = per_repetition
+    return ModelComparison(chosen.name, scores, differences, ceiling)
+
+
+def _candidate(values: Any, name: str, center: bool, target: Representation) -> Representation:
+    return Representation(as_float64(values, name, device=target.device), center=center, name=name)

@@ -65,10 +65,14 @@ class _Layers:
             name = f"{self.model} layer {layer}"
             other = self.built.get((layer, not center))  # the same layer under the other centring flag
             tensor = other.raw if other is not None else as_float64(self.arrays[layer], name)
+            # Rows all equal: constant whether or not columns are centred (uncentred, an RDM of it
+            # would be all zeros).
+            same_rows = bool(torch.all(tensor == tensor[:1]))
             try:
-                self.built[key] = Representation(tensor, center=center, name=name)
+                self.built[key] = None if same_rows else Representation(tensor, center=center, name=name)
             except UserError:  # the only refusal here: no variance at all
                 self.built[key] = None
+            if self.built[key] is None:
                 self.constant.add(layer)
         return self.built[key]
 

@@ -1,8 +1,9 @@
 """Representational similarity analysis: compare the stimulus-by-stimulus dissimilarity matrices.
 
 An RDM holds the dissimilarity of every pair of stimuli (correlation distance 1 - r between
-patterns, Euclidean distance, or cosine distance); two representations are compared through the
-upper triangles of their RDMs by Spearman's rho, Kendall's tau-a or Pearson's r (Kriegeskorte et
+patterns, Euclidean distance, or cosine distance), of the patterns as given: columns are centred only
+with `center=True` (the standard RDM, as rsatoolbox's `calc_rdm`, does not); two representations are
+compared through the upper triangles of their RDMs by Spearman's rho, Kendall's tau-a or Pearson's r (Kriegeskorte et
 al. 2008; Nili et al. 2014 recommend tau-a when models predict tied dissimilarities).
 
 Bootstrap samples repeat stimuli. The copies of one stimulus are at distance zero from each other
@@ -23,7 +24,6 @@ from scipy import stats
 from rewardlens.errors import UserError
 from rewardlens.similarity.pair import Pair
 from rewardlens.similarity.registry import (
-    CENTER,
     ISOTROPIC_SCALING,
     OFFSET,
     ROTATION,
@@ -46,7 +46,7 @@ def _unit_rows(rows: torch.Tensor, name: str, problem: str, distance: str) -> to
 
 
 def rdm(rep: Representation, kind: str) -> torch.Tensor:
-    """The n x n dissimilarity matrix of a representation's (column-centred unless center=False) rows."""
+    """The n x n dissimilarity matrix of a representation's rows (column-centred only if it centres)."""
     if not rep.has_copies:
         return _rdm_of_rows(rep, kind, None)
     # A bootstrap sample repeats rows. Copies of a stimulus are at exactly equal dissimilarity to every
@@ -161,7 +161,9 @@ class RSA(Measure):
     min_rows = 4
     needs_square = True
     options = {
-        "center": CENTER,
+        # Off by default: the standard RDMs (Kriegeskorte et al. 2008; rsatoolbox's calc_rdm) are of the
+        # patterns as measured. Centring columns first changes correlation and cosine RDMs.
+        "center": Option(False, "centre each column (subtract its mean over stimuli) before the RDM"),
         "rdm": Option("correlation", "dissimilarity between stimuli", RDM_KINDS),
         "compare": Option("spearman", "how the two RDMs are compared", COMPARISONS),
     }
