@@ -1,5 +1,7 @@
 import numpy as np
 import pandas as pd
+import pytest
+from statsmodels.stats.multitest import multipletests
 
 from rewardlens.analysis.tokens import frequency_bias, word_features
 from rewardlens.analysis.tokens.frequency import afinn_lexicon, english_zipf
@@ -112,3 +114,36 @@ def test_groups_too_small_to_fit_are_left_out(sweep):
     frame = sweep("m", ["happy", "sad"], {"p": [1.0, 2.0]})
     result = frequency_bias(frame, sentiment={"happy": 3.0, "sad": -2.0}, zipf={"happy": 5.0, "sad": 4.0}.get)
     assert isinstance(result, pd.DataFrame) and result.empty
+
+
+def test_case_and_space_variants_of_a_word_are_one_observation(sweep):
+    # Every word is scored under three spellings; the fit must use one row per word (the mean score),
+    # not three observations that share one frequency and one sentiment.
+    frame, zipf, sentiment = planted(sweep, 60, zipf_slope=0.3, sentiment_slope=0.2, seed=5)
+    words = frame.drop_duplicates("response")
+    tripled = []
+    for offset, spell in enumerate((str.strip, lambda t: " " + t.strip().capitalize(), lambda t: t.strip().upper())):
+        tripled.append(
+            frame.assign(
+                response=frame["response"].map(spell),
+                token_id=frame["token_id"] + offset * 1000,
+                score=frame["score"] + offset * 0.1,
+            )
+        )
+    variants = pd.concat(tripled, ignore_index=True)
+    result = frequency_bias(variants, sentiment=sentiment, zipf=zipf.__getitem__)
+    fitted = result[(result["prompt_id"] == "best") & (result["polarity"] == "positive")].set_index("term")
+    assert (fitted["n_tokens"] == 3 * fitted["n"]).all()
+    features = word_features(variants, sentiment=sentiment, zipf=zipf.__getitem__)
+    rows = features[(features["prompt_id"] == "best") & (features["polarity"] == "positive")]
+    per_word = rows.groupby("word").agg(
+        score=("score", "mean"), zipf=("zipf", "first"), sentiment=("sentiment", "first")
+    )
+    assert fitted.loc["zipf", "n"] == len(per_word) == rows["word"].nunique() < len(words)
+    design = np.column_stack([np.ones(len(per_word)), per_word["zipf"], per_word["sentiment"]])
+    expected, *_ = np.linalg.lstsq(design, per_word["score"].to_numpy(), rcond=None)
+    np.testing.assert_allclose(fitted.loc[["intercept", "zipf", "sentiment"], "coef"], expected, rtol=1e-9)
+    zipf_rows = result[result["term"] == "zipf"]
+    assert zipf_rows["p_adjusted"].to_numpy() == pytest.approx(
+        multipletests(zipf_rows["p_value"], method="fdr_bh")[1], abs=1e-12
+    )

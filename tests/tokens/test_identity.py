@@ -2,6 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats
+from statsmodels.stats.multitest import multipletests
 
 from rewardlens.analysis.tokens import identity_groups, identity_percentiles, load_identity_terms
 from rewardlens.analysis.tokens.identity import mid_rank_percentiles
@@ -69,6 +70,10 @@ def test_planted_low_identity_terms_are_flagged_and_summarised(sweep, texts):
     assert row["mannwhitney_u"] == pytest.approx(test.statistic) and row["p_value"] == pytest.approx(test.pvalue)
     assert row["prob_higher"] == pytest.approx(test.statistic / (2 * len(others)))
     assert row["median_percentile"] == pytest.approx(religion_median)
+    # Benjamini-Hochberg over every group test of the table, both prompts included.
+    everything = identity_groups(frame)
+    expected = multipletests(everything["p_value"], method="fdr_bh")[1]
+    assert everything["p_adjusted"].to_numpy() == pytest.approx(expected, abs=1e-12)
 
 
 def test_no_identity_term_gives_an_empty_table(sweep, texts):

@@ -19,8 +19,8 @@ from rewardlens.analysis.conclusions import (
     WITHIN_MODEL,
     compare_across_models,
     family_conclusions,
-    holm,
 )
+from rewardlens.analysis.multiplicity import holm
 from rewardlens.analysis.values import PUBLISHED_STRUCTURE, analyze_values, rank_lexicon_words
 
 TWO_BY_TWO = {"llama-0": "llama", "llama-1": "llama", "gemma-0": "gemma", "gemma-1": "gemma"}

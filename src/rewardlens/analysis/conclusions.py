@@ -30,13 +30,13 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
+from rewardlens.analysis.multiplicity import holm
 from rewardlens.analysis.permutation import permutation_t_test
 
 CONCLUSION_COLUMNS = (
@@ -111,20 +111,6 @@ def prompt_contrasts(rows: pd.DataFrame, first: str, second: str) -> pd.DataFram
     cells = rows.groupby([*keys, "category"], sort=True)["percentile"].mean().unstack("category")
     contrast = (cells[first] - cells[second]).dropna().rename("contrast")
     return contrast.reset_index()
-
-
-def holm(p_values: Iterable[float]) -> np.ndarray:
-    """Holm's step-down adjusted p-values over the finite ones (nan stays nan)."""
-    p = np.asarray(list(p_values), dtype=np.float64)
-    adjusted = np.full(p.shape, np.nan)
-    finite = np.flatnonzero(np.isfinite(p))
-    order = finite[np.argsort(p[finite], kind="stable")]
-    m = len(order)
-    running = 0.0
-    for position, index in enumerate(order):
-        running = max(running, min(1.0, (m - position) * p[index]))
-        adjusted[index] = running
-    return adjusted
 
 
 def within_model_conclusions(ranked: pd.DataFrame, n_permutations: int, seed: int) -> pd.DataFrame:

@@ -4,8 +4,11 @@ Each word token is joined, by its stripped lower-cased text, to its English word
 (log10 of occurrences per billion words, from `wordfreq`) and to its AFINN-165 sentiment (integers -5..5, from
 the `afinn` package). Per model x prompt, an OLS of `score ~ zipf + sentiment` is fitted separately for
 positive and negative words, so that the frequency slope is not confounded by positive words being more common
-than negative ones. Observations are tokens: " Happy" and "happy" are scored separately by the model and both
-count. Words that wordfreq does not know (Zipf 0, a floor rather than a measurement) are left out.
+than negative ones. Observations are words: the tokens that spell one word (" Happy", "happy") share its
+frequency and sentiment, so they are not independent observations of the slope; they are collapsed into one
+row per word with their mean score (`n` words, `n_tokens` tokens). Words that wordfreq does not know (Zipf 0,
+a floor rather than a measurement) are left out. `p_adjusted` is Benjamini-Hochberg FDR over the tests of
+one term (e.g. every zipf slope of the table).
 """
 
 from __future__ import annotations
@@ -18,9 +21,23 @@ import numpy as np
 import pandas as pd
 import statsmodels.api as sm
 
+from rewardlens.analysis.multiplicity import benjamini_hochberg
 from rewardlens.analysis.tokens._frame import groups, require_columns, scored_tokens
 
-COLUMNS = ["model", "prompt_id", "polarity", "term", "coef", "ci_low", "ci_high", "p_value", "n", "r_squared"]
+COLUMNS = [
+    "model",
+    "prompt_id",
+    "polarity",
+    "term",
+    "coef",
+    "ci_low",
+    "ci_high",
+    "p_value",
+    "p_adjusted",
+    "n",
+    "n_tokens",
+    "r_squared",
+]
 TERMS = ["intercept", "zipf", "sentiment"]
 # Three coefficients need more than three observations for any residual degrees of freedom.
 _MIN_OBSERVATIONS = 5
@@ -71,8 +88,17 @@ def word_features(
     return features.assign(polarity=np.where(features["sentiment"] > 0, "positive", "negative"))
 
 
-def _fit(group: pd.DataFrame, confidence: float) -> list[dict[str, object]]:
-    """One OLS `score ~ zipf + sentiment`; a sentiment column without variance is fitted without it."""
+def one_row_per_word(group: pd.DataFrame) -> pd.DataFrame:
+    """The tokens of one word (its case and space variants) as one row: mean score, `n_tokens`."""
+    grouped = group.groupby("word", sort=True)
+    return grouped.agg(
+        score=("score", "mean"), zipf=("zipf", "first"), sentiment=("sentiment", "first"), n_tokens=("score", "size")
+    ).reset_index()
+
+
+def _fit(tokens: pd.DataFrame, confidence: float) -> list[dict[str, object]]:
+    """One OLS `score ~ zipf + sentiment` over words; a sentiment column without variance is fitted without it."""
+    group = one_row_per_word(tokens)
     predictors = ["zipf", "sentiment"] if group["sentiment"].nunique() > 1 else ["zipf"]
     design = sm.add_constant(group[predictors].to_numpy(dtype=np.float64), has_constant="add")
     result = sm.OLS(group["score"].to_numpy(dtype=np.float64), design).fit()
@@ -88,7 +114,9 @@ def _fit(group: pd.DataFrame, confidence: float) -> list[dict[str, object]]:
                 "ci_low": float(intervals[i, 0]) if i is not None else float("nan"),
                 "ci_high": float(intervals[i, 1]) if i is not None else float("nan"),
                 "p_value": float(result.pvalues[i]) if i is not None else float("nan"),
+                "p_adjusted": float("nan"),
                 "n": len(group),
+                "n_tokens": len(tokens),
                 "r_squared": float(result.rsquared),
             }
         )
@@ -116,8 +144,11 @@ def fit_word_features(features: pd.DataFrame, confidence: float = 0.95) -> pd.Da
     for model, prompt_id, rows in groups(features):
         for polarity in ("positive", "negative"):
             group = rows[rows["polarity"] == polarity]
-            if len(group) < _MIN_OBSERVATIONS or group["zipf"].nunique() < 2:
+            if group["word"].nunique() < _MIN_OBSERVATIONS or group["zipf"].nunique() < 2:
                 continue
             for record in _fit(group, confidence):
                 records.append({"model": model, "prompt_id": prompt_id, "polarity": polarity, **record})
-    return pd.DataFrame.from_records(records, columns=COLUMNS)
+    table = pd.DataFrame.from_records(records, columns=COLUMNS)
+    for _, rows_of_term in table.groupby("term", sort=False):
+        table.loc[rows_of_term.index, "p_adjusted"] = benjamini_hochberg(rows_of_term["p_value"])
+    return table

@@ -6,7 +6,10 @@ lower-cased and capitalized, with and without a leading space, against the decod
 Within each model x prompt every matched token gets its percentile rank among all the model's scored tokens
 (mid-rank: 100 (r - 1/2) / n with average ranks for ties, scipy's `percentileofscore(kind="mean")`); a group
 summary adds the median percentile, the count in the bottom 1%, and a two-sided Mann-Whitney U test of the
-group's tokens against all other tokens.
+group's tokens against all other tokens, with `p_adjusted`: Benjamini-Hochberg FDR over every test of the
+table (all models, prompts and groups). The unit of these tests is the token: the spelling variants of one
+term (" Muslim", "muslim") are separate observations, so the tests say which tokens a model scores lower,
+for this model and prompt, not which concepts.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import pandas as pd
 import yaml
 from scipy import stats
 
+from rewardlens.analysis.multiplicity import benjamini_hochberg
 from rewardlens.analysis.tokens._frame import groups, require_columns, scored_tokens, token_text
 from rewardlens.errors import UserError
 
@@ -44,6 +48,7 @@ GROUP_COLUMNS = [
     "n_bottom_1pct",
     "mannwhitney_u",
     "p_value",
+    "p_adjusted",
     "prob_higher",
 ]
 BOTTOM_PERCENT = 1.0
@@ -155,7 +160,10 @@ def identity_groups(
                     "n_bottom_1pct": int((percentiles[inside] < BOTTOM_PERCENT).sum()),
                     "mannwhitney_u": u,
                     "p_value": p_value,
+                    "p_adjusted": float("nan"),
                     "prob_higher": u / (inside.sum() * (~inside).sum()) if (~inside).any() else float("nan"),
                 }
             )
-    return pd.DataFrame.from_records(records, columns=GROUP_COLUMNS)
+    table = pd.DataFrame.from_records(records, columns=GROUP_COLUMNS)
+    table["p_adjusted"] = benjamini_hochberg(table["p_value"])
+    return table
