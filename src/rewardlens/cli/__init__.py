@@ -16,6 +16,7 @@ from rewardlens.errors import UserError
 # Importing a command module registers its commands; the order is the order of `--help`.
 from rewardlens.cli import scoring  # noqa: E402,F401  isort: skip
 from rewardlens.cli import sweep  # noqa: E402,F401  isort: skip
+from rewardlens.cli import render  # noqa: E402,F401  isort: skip
 from rewardlens.cli import tokens  # noqa: E402,F401  isort: skip
 from rewardlens.cli import values  # noqa: E402,F401  isort: skip
 from rewardlens.cli import similarity  # noqa: E402,F401  isort: skip

@@ -13,6 +13,7 @@ from rich.table import Table
 from rewardlens.cli.apps import app, bench_app
 from rewardlens.cli.options import (
     BatchSizeOption,
+    DateOption,
     DeviceOption,
     DtypeOption,
     EngineOption,
@@ -20,10 +21,12 @@ from rewardlens.cli.options import (
     KindOption,
     ModelOption,
     RevisionOption,
+    SequencesOption,
     TemplateOption,
     TrustRemoteCodeOption,
 )
 from rewardlens.errors import UserError
+from rewardlens.models.templates import DEFAULT_DATE
 
 
 def _read_responses(responses: list[str], responses_file: Path | None) -> list[str]:
@@ -55,6 +58,8 @@ def score(
     trust_remote_code: TrustRemoteCodeOption = False,
     kind: KindOption = "auto",
     template: TemplateOption = None,
+    date: DateOption = DEFAULT_DATE,
+    sequences: SequencesOption = "exact",
     include_end: IncludeEndOption = False,
     as_json: Annotated[bool, typer.Option("--json", help="JSON lines {prompt, response, score}.")] = False,
 ) -> None:
@@ -73,6 +78,8 @@ def score(
         trust_remote_code=trust_remote_code,
         kind=kind,
         template=template,
+        date=date,
+        sequences=sequences,
         include_end=include_end,
     )
     scores = scorer.score_texts(prompt, responses, engine=engine, batch_size=batch_size)
@@ -98,8 +105,11 @@ def bench_engine(
     device: DeviceOption = "auto",
     trust_remote_code: TrustRemoteCodeOption = False,
     seed: Annotated[int, typer.Option(help="Seed of the random score head put on a causal LM.")] = 0,
+    replica: Annotated[
+        str, typer.Option(help="none, or gated: a seeded random QRM-layout gated head on the model's backbone.")
+    ] = "none",
 ) -> None:
-    """Time `batched` against `cached` on the same single-token candidates; print one JSON line."""
+    """Time `batched`, `cached` and the model's own forward on the same single-token candidates; one JSON line."""
     from rewardlens.bench.engine import benchmark_engine
 
     result = benchmark_engine(
@@ -110,5 +120,6 @@ def bench_engine(
         device=device,
         trust_remote_code=trust_remote_code,
         seed=seed,
+        replica=replica,
     )
     typer.echo(json.dumps(result))

@@ -18,6 +18,7 @@ from rich.text import Text
 from rewardlens.cli.apps import app, bench_app
 from rewardlens.cli.options import (
     BatchSizeOption,
+    DateOption,
     DeviceOption,
     DtypeOption,
     EngineOption,
@@ -25,12 +26,14 @@ from rewardlens.cli.options import (
     KindOption,
     ModelOption,
     RevisionOption,
+    SequencesOption,
     TemplateOption,
     TrustRemoteCodeOption,
 )
 from rewardlens.cli.progress import phase_progress
 from rewardlens.cli.study import DeviceMapOption, GpusPerWorkerOption, RayOption, WorkersOption, ray_options
 from rewardlens.errors import UserError
+from rewardlens.models.templates import DEFAULT_DATE
 
 
 class _RateColumn(ProgressColumn):
@@ -39,8 +42,6 @@ class _RateColumn(ProgressColumn):
     def render(self, task: Task) -> Text:
         speed = task.speed
         return Text("-- cand/s" if speed is None else f"{speed:,.0f} cand/s", style="progress.data.speed")
-
-
 
 
 def _prompts(prompt: list[str] | None, prompts: str | None) -> list[Any]:
@@ -79,6 +80,8 @@ def sweep(
     trust_remote_code: TrustRemoteCodeOption = False,
     kind: KindOption = "auto",
     template: TemplateOption = None,
+    date: DateOption = DEFAULT_DATE,
+    sequences: SequencesOption = "exact",
     include_end: IncludeEndOption = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
     ray: RayOption = None,
@@ -107,6 +110,8 @@ def sweep(
         trust_remote_code=trust_remote_code,
         kind=kind,
         template=template,
+        date=date,
+        sequences=sequences,
         include_end=include_end,
         device_map=device_map,
     )

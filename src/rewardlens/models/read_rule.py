@@ -47,3 +47,17 @@ def sequence_classification_rule(config: Any) -> ReadRule:
     """transformers' pooling for `*ForSequenceClassification` models with this (text) config."""
     pad = getattr(config, "pad_token_id", None)
     return ReadRule("rightmost-non-pad", int(pad) if pad is not None else None)
+
+
+def rule_for_config(config: Any) -> ReadRule:
+    """The rule of a reward model with this config, known without loading its weights (`rewardlens render`).
+
+    The published gated architectures (`*ForRewardModelWithGating*`, matched by name as the head registry
+    does) read before the first pad id of their config; every other reward model is pooled as transformers'
+    sequence classification pools, with the pad id of its language part.
+    """
+    architectures = list(getattr(config, "architectures", None) or [])
+    if any("RewardModelWithGating" in name for name in architectures):
+        pad = getattr(config, "pad_token_id", None)
+        return ReadRule("before-first-pad", int(pad) if pad is not None else None)
+    return sequence_classification_rule(getattr(config, "text_config", None) or config)

@@ -204,14 +204,13 @@ class ConversationTemplate:
         )
         return [str(text) for text in cast("list[str]", rendered)]
 
-    def response_unaltered(self, prompt: str, responses: Sequence[str]) -> list[bool]:
-        """Whether the rendered conversation holds each response verbatim where the response goes (a
-        template's `trim` alters " Freedom" into "Freedom")."""
+    def response_context(self, prompt: str) -> tuple[str, str]:
+        """The rendered text before and after the response: a render that is not `before + response + after`
+        altered the response (a template's `trim` makes " Freedom" "Freedom")."""
         if self.source in PLAIN_SOURCES:
-            return [True] * len(responses)
-        before, after = self._split_render(prompt)
-        rendered = self.render_many(prompt, responses)
-        return [text == before + response + after for text, response in zip(rendered, responses, strict=True)]
+            before, after = PLAIN_TEMPLATE.split("{response}")
+            return before.format(prompt=prompt), after
+        return self._split_render(prompt)
 
     # -- ids -----------------------------------------------------------------------------------
     def prefix_ids(self, prompt: str) -> list[int]:
@@ -253,15 +252,23 @@ class ConversationTemplate:
 
     # -- the published pipeline ----------------------------------------------------------------
     def decoded_tokens(self, token_ids: Sequence[int]) -> list[str]:
-        """Each id decoded alone, as the published pipeline decodes it (`tokenizer.decode([id])`)."""
-        return [str(text) for text in self.tokenizer.batch_decode([[int(i)] for i in token_ids])]
+        """Each id decoded alone, as the published pipeline decoded it: `tokenizer.decode([id])` on
+        transformers 4, which applied the tokenizer's `clean_up_tokenization_spaces` (True on Llama-3:
+        " ," becomes ","); transformers 5 skips that clean-up for BPE tokenizers, so it is applied here."""
+        texts = self.tokenizer.batch_decode([[int(i)] for i in token_ids], clean_up_tokenization_spaces=False)
+        if getattr(self.tokenizer, "clean_up_tokenization_spaces", False):
+            return [str(self.tokenizer.clean_up_tokenization(text)) for text in texts]
+        return [str(text) for text in texts]
 
     def published_ids(self, prompt: str, responses: Sequence[str]) -> list[list[int]]:
         """Each conversation rendered as text and tokenized again with the tokenizer's special tokens."""
-        texts = self.render_many(prompt, responses)
-        if not texts:
+        return self.tokenize_published(self.render_many(prompt, responses))
+
+    def tokenize_published(self, rendered: Sequence[str]) -> list[list[int]]:
+        """Rendered conversations tokenized as the published pipeline did, with the tokenizer's special tokens."""
+        if not rendered:
             return []
-        encoded = self.tokenizer(texts, add_special_tokens=True)["input_ids"]
+        encoded = self.tokenizer(list(rendered), add_special_tokens=True)["input_ids"]
         return [list(ids) for ids in encoded]
 
     def published_token_ids(self, prompt: str, token_ids: Sequence[int]) -> list[list[int]]:
