@@ -163,20 +163,18 @@ def _print_conclusions(conclusions: object) -> None:
     across = conclusions[conclusions["scope"] == "all"]
     if across.empty:
         return
-    table = Table(title="Family conclusions: what each test generalizes to (all rows in conclusions.csv)")
-    for column in ("claim", "framing", "estimate (95% CI)", "unit", "n", "test", "p", "p (Holm)", "note"):
+    table = Table(title="Family conclusions and the unit each is tested at (tests, notes: conclusions.csv)")
+    for column in ("claim", "framing", "estimate (95% CI)", "unit", "n", "p", "p (Holm)"):
         table.add_column(column)
     for row in across.itertuples(index=False):
         table.add_row(
-            str(row.claim),
+            f"{row.claim}: {str(row.test).split(' (')[0]}",
             str(row.framing),
             f"{row.estimate:.2f} ({row.ci_low:.2f}, {row.ci_high:.2f})",
             str(row.unit),
             str(row.n_units),
-            str(row.test),
             f"{row.p_value:.3g}",
             f"{row.p_adjusted:.3g}",
-            str(row.note),
         )
     _console.print(table)
 
