@@ -301,7 +301,7 @@ def build_gated_rm(path: Path, tokenizer_dir: Path, layout: GatedLayout, seed: i
 
     tokenizer = tokenizer or load_tokenizer(tokenizer_dir)
     # No pad id: the published forward then reads the rewards at the last token (with one, at the first pad - 1).
-    backbone_config = LlamaConfig(**tiny_backbone_fields(tokenizer, pad_token_id=None), num_labels=1)
+    backbone_config = LlamaConfig(**{**tiny_backbone_fields(tokenizer, pad_token_id=None), "num_labels": 1})
     generator = torch.Generator().manual_seed(seed)
     backbone = LlamaModel(backbone_config)
     randomize(backbone, generator)
