@@ -202,7 +202,7 @@ class PipelineComparison:
     merged: int
     collisions: int
     collision_groups: int
-    examples: dict[str, list[str]]
+    examples: dict[str, list[list[Any]]]  # [id, decoded text] of a few ids of each kind
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -221,9 +221,18 @@ class PipelineTable:
     collision: np.ndarray
     collision_groups: int
 
+    def _examples(self, mask: np.ndarray) -> list[list[Any]]:
+        """[id, decoded text] of the first ids of a kind with distinct texts (byte pieces all decode to U+FFFD)."""
+        chosen: dict[str, int] = {}
+        for index in np.flatnonzero(mask):
+            chosen.setdefault(self.responses[index], int(self.token_ids[index]))
+            if len(chosen) == EXAMPLES_PER_KIND:
+                break
+        return [[token_id, text] for text, token_id in chosen.items()]
+
     def summary(self) -> PipelineComparison:
         examples = {
-            name: [self.responses[i] for i in np.flatnonzero(mask)[:EXAMPLES_PER_KIND]]
+            name: self._examples(mask)
             for name, mask in (
                 ("trimmed", self.trimmed),
                 ("merged", self.merged),

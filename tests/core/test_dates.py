@@ -44,7 +44,7 @@ def _clock_at(monkeypatch: pytest.MonkeyPatch, day: real_datetime.datetime) -> N
 
     class FrozenDatetime(real_datetime.datetime):
         @classmethod
-        def now(cls, tz: Any = None) -> FrozenDatetime:  # type: ignore[override]
+        def now(cls, tz: Any = None) -> FrozenDatetime:
             return cls(day.year, day.month, day.day, 12, 0, 0)
 
     monkeypatch.setattr(chat_utils, "datetime", FrozenDatetime)
@@ -131,7 +131,8 @@ def test_a_bad_date_exits_2_and_writes_nothing(
     command: str, run_cli: Callable[..., Any], tiny_model_dir: Callable[..., Path], tmp_path: Path
 ) -> None:
     out = tmp_path / "run"
-    extra = {"score": ["-r", "love"], "sweep": ["--out", out, "--prompt", PROMPT], "render": ["-r", "love"]}[command]
+    extras: dict[str, list[Any]] = {"score": ["-r", "love"], "sweep": ["--out", out, "--prompt", PROMPT]}
+    extra = extras.get(command, ["-r", "love"])
     result = run_cli(command, "--model", tiny_model_dir("llama", "reward"), "--date", "32 Jul 2024", *extra)
     _assert_one_line_error(result, "--date '32 Jul 2024' is not a date")
     assert not out.exists() and list(tmp_path.iterdir()) == []
@@ -170,7 +171,7 @@ def test_a_sweep_resumed_with_another_date_or_other_prefix_ids_is_refused(
 def test_rendered_prefix_ids_identify_the_prompts_prefixes(tiny_model_dir: Callable[..., Path], tmp_path: Path) -> None:
     model, jinja = str(tiny_model_dir("llama", "reward")), str(_dated_jinja(tmp_path))
     prompts = prompts_from_texts([PROMPT])
-    manifests = []
+    manifests: list[dict[str, Any]] = []
     for date in ("1 Dec 2024", "2 Dec 2024", "1 Dec 2024"):
         scorer = load_scorer(model, device="cpu", template=jinja, date=date)
         out = tmp_path / f"run-{len(manifests)}"

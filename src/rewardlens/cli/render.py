@@ -113,7 +113,7 @@ def _print_counts(summary: dict[str, Any]) -> None:
     table.add_column("examples")
     examples = summary["examples"]
     for key in ("tokens", "differ", "double_bos", "trimmed", "merged", "collisions"):
-        shown = ", ".join(repr(text) for text in examples.get(key, []))
+        shown = ", ".join(f"{token_id}:{text!r}" for token_id, text in examples.get(key, []))
         table.add_row(key, f"{summary[key]:,}", shown)
     table.add_row("collision groups", f"{summary['collision_groups']:,}", "")
     Console().print(table)
