@@ -13,7 +13,16 @@ from typing import Any
 import pytest
 import torch
 
-from rewardlens.bench.gpu import CHECKS, Context, GpuCheckConfig, peak_bf16_tflops, run_check
+from rewardlens.bench.gpu import (
+    CHECKS,
+    LOCAL_TOKENIZER,
+    Context,
+    GpuCheckConfig,
+    find_tokenizer,
+    peak_bf16_tflops,
+    run_check,
+    save_tokenizer,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -117,3 +126,16 @@ def test_a_check_that_raises_fails_alone_with_its_error(tmp_path: Path) -> None:
     ctx = Context(GpuCheckConfig(device="cpu"), torch.device("cpu"), tmp_path)
     result = run_check(broken, ctx)
     assert result["pass"] is False and result["error"] == "ModuleNotFoundError: No module named 'trl'"
+
+
+def test_a_saved_tokenizer_is_found_where_a_carried_one_lies(
+    real_tokenizer_dir: Callable[[str], Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = real_tokenizer_dir("llama3_1")
+    saved = save_tokenizer(str(source), tmp_path / LOCAL_TOKENIZER)
+    assert saved["vocab"] == 128256
+    # The files are copied as they are (re-saving would double tokenizer.json).
+    assert (tmp_path / LOCAL_TOKENIZER / "tokenizer.json").read_bytes() == (source / "tokenizer.json").read_bytes()
+    monkeypatch.chdir(tmp_path)
+    tokenizer, found = find_tokenizer(None)
+    assert found == str(LOCAL_TOKENIZER) and len(tokenizer) == 128256

@@ -31,6 +31,7 @@ import json
 import math
 import os
 import platform
+import shutil
 import sys
 import tempfile
 import time
@@ -105,6 +106,16 @@ PEAK_BF16_TFLOPS: tuple[tuple[str, float], ...] = (
 )
 PEAK_SOURCE = "NVIDIA datasheet bf16 dense (no sparsity), looked up from the device name"
 LOCAL_TOKENIZER = Path(".gpu-check") / "tokenizer"
+WORKING_TREE = Path(__file__).resolve().parents[3]  # src/rewardlens/bench/gpu.py
+# What a tokenizer folder needs (the files that exist are copied, as they are: re-saving doubles tokenizer.json).
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "chat_template.jinja",
+    "tokenizer.model",
+    "added_tokens.json",
+)
 
 
 @dataclass(frozen=True)
@@ -175,7 +186,8 @@ def _smollm2_gguf() -> Path | None:
 def tokenizer_sources(given: str | None) -> list[Path]:
     """Where a real tokenizer is looked for, in order."""
     sources = [Path(given).expanduser()] if given else []
-    sources.append(LOCAL_TOKENIZER)
+    # The carried folder, from where the command runs and from the working tree this file belongs to.
+    sources += list(dict.fromkeys([LOCAL_TOKENIZER, WORKING_TREE / LOCAL_TOKENIZER]))
     gguf = _smollm2_gguf()
     if gguf is not None:
         sources.append(gguf)
@@ -672,6 +684,20 @@ def stdout_to_stderr() -> Iterator[None]:
         yield
 
 
+def save_tokenizer(given: str | None, target: Path) -> dict[str, Any]:
+    """Put the tokenizer the check would use into `target`: a folder's files copied, a .gguf's tokenizer saved."""
+    tokenizer, source = find_tokenizer(given)
+    target.mkdir(parents=True, exist_ok=True)
+    folder = Path(source)
+    if folder.is_dir():
+        for name in TOKENIZER_FILES:
+            if (folder / name).is_file():
+                shutil.copy2(folder / name, target / name)
+    else:
+        tokenizer.save_pretrained(target)
+    return {"tokenizer": source, "saved_to": str(target), "vocab": len(tokenizer)}
+
+
 def json_safe(value: Any) -> Any:
     """Strict JSON: a NaN or infinite figure becomes null (and the check that produced it has failed)."""
     if isinstance(value, dict):
@@ -686,9 +712,7 @@ def json_safe(value: Any) -> Any:
 def main(argv: list[str] | None = None) -> int:
     config, out, save_to = parse_args(argv)
     if save_to is not None:
-        tokenizer, source = find_tokenizer(config.tokenizer)
-        tokenizer.save_pretrained(save_to)
-        print(json.dumps({"tokenizer": source, "saved_to": str(save_to), "vocab": len(tokenizer)}))
+        print(json.dumps(save_tokenizer(config.tokenizer, save_to)))
         return 0
     with stdout_to_stderr():
         line = run_gpu_check(config)
