@@ -13,10 +13,15 @@ its chat template with the generation prompt; the reference (a base model) reads
 template, but the space belongs to the response's first token, as in running text (see
 `rewardlens.models.templates`). Both templates are recorded in `run.json`.
 
-Vocabularies: with the same tokenizer the two log-probability vectors are aligned by id. Across tokenizers
-they are aligned on decoded text (`rewardlens.analysis.alignment`: by default surrounding whitespace
-stripped, the highest log-probability kept for a text with several ids, per prompt and side), and the
-counts of entries dropped on each side go into `run.json`.
+Vocabularies are aligned on decoded text, for one tokenizer as for two (`rewardlens.analysis.alignment`).
+The two templates start a response differently — the chat prefix ends in a newline, `plain-nospace` in
+"Assistant:", so a response "love" is the token "love" for the policy and " love" for the reference — and
+pairing ids would mostly measure whether a token starts with a space. By default surrounding whitespace is
+stripped, a text is kept when each side holds it in the form its template starts a response with (each
+template's lead, "" or " ", is read from its own rendering), and a side's log-probability of a text is the
+log-sum-exp over its ids with that text: the probability that the first response token spells it. The rule,
+the leads and the counts dropped on each side go into `run.json`. `align="id"` pairs the same token id
+(one tokenizer only), the template boundary included.
 
 The output is an ordinary run (one Parquet shard per prompt, resumable): `score` is the implicit reward,
 with `logp_policy`, `logp_reference` and the usual sweep or word columns.
@@ -46,7 +51,8 @@ if TYPE_CHECKING:
 
 
 MEASURES = ("log-ratio", "mwlr")
-ALIGN_MODES = ("auto", "id", "text")
+ALIGN_MODES = ("text", "id")
+ID_RULE = "same tokenizer: policy and reference log-probabilities of the same token id (template boundary included)"
 DEFAULT_POLICY_TEMPLATE = "chat"
 DEFAULT_REFERENCE_TEMPLATE = "plain-nospace"
 _NAMED_TEMPLATES = ("chat", "plain", "plain-nospace")
@@ -64,6 +70,7 @@ IDENTITY_KEYS = (
     "template_options",
     "align",
     "text_rule",
+    "alignment_rule",  # the rule's wording: a run aligned by an earlier rule is not resumed with this one
     "include_special",
     "model_options",
 )
@@ -159,14 +166,38 @@ def _n_logits(scorer: ModelScorer) -> int:
 
 
 def same_vocabulary(policy: Any, reference: Any) -> bool:
-    """Whether both tokenizers map every token string to the same id (then ids align directly)."""
+    """Whether both tokenizers map every token string to the same id (then ids can be paired)."""
     return bool(policy.tokenizer.get_vocab() == reference.tokenizer.get_vocab())
+
+
+_RESPONSE_PROBE = "RWLRESPONSE"
+
+
+def response_lead(scorer: Any, prompt: str = "Hello") -> str:
+    """The whitespace a scorer's template puts between its prefix ids and a response: " " for
+    `plain-nospace` ("Assistant:" then " love"), "" for a chat template or `plain` (whose prefix ids end in
+    the space). Read from the template's own rendering of a probe response against its decoded prefix ids."""
+    template = scorer.template
+    before = template.render(prompt, _RESPONSE_PROBE).split(_RESPONSE_PROBE)[0]
+    decoded_prefix = scorer.tokenizer.decode(template.prefix_ids(prompt), clean_up_tokenization_spaces=False)
+    for size in range(len(before) + 1):
+        lead = before[len(before) - size :]
+        if lead and not lead.isspace():
+            break
+        if decoded_prefix.endswith(before[: len(before) - size]):
+            return lead
+    return ""
+
+
+def alignment_rule(align: str, text_rule: str) -> str:
+    """The pairing rule in words, as run.json records it."""
+    return ID_RULE if align == "id" else describe_rule(text_rule)
 
 
 # -- vocabulary pairing --------------------------------------------------------------------------------------
 @dataclass
 class VocabularyPairing:
-    """Which policy id meets which reference id: fixed pairs (same tokenizer) or a text alignment."""
+    """Which policy ids meet which reference ids: the same id (`by="id"`) or the variants of one text."""
 
     by: str  # "id" or "text"
     policy_table: pd.DataFrame  # candidate metadata of the policy vocabulary (select_tokens), indexed by id
@@ -185,7 +216,7 @@ class VocabularyPairing:
             return {**self.alignment.describe(("policy", "reference")), **self.counts}
         return {
             "by": "id",
-            "rule": "same tokenizer: policy and reference log-probabilities of the same token id",
+            "rule": ID_RULE,
             "n_ids": len(self.policy_table),
             **self.counts,
         }
@@ -210,23 +241,23 @@ class VocabularyPairing:
                 }
             )
         policy_side, reference_side = self.alignment.sides
-        policy_values, policy_ids = policy_side.pick(logp_policy)
-        reference_values, reference_ids = reference_side.pick(logp_reference)
-        policy_rows = self.policy_table.loc[policy_ids]
+        # The ids shown are the forms each template starts a response with ("love" / " love"), the same for
+        # every prompt; the log-probabilities are those of every variant of the text together.
+        policy_rows = self.policy_table.loc[policy_side.response_ids]
         texts = self.alignment.texts
         return pd.DataFrame(
             {
-                "token_id": policy_ids,
+                "token_id": policy_side.response_ids,
                 "token": policy_rows["token"].to_numpy(),
                 "response": texts,
-                "reference_token_id": reference_ids,
-                "reference_token": self.reference_table.loc[reference_ids, "token"].to_numpy(),
+                "reference_token_id": reference_side.response_ids,
+                "reference_token": self.reference_table.loc[reference_side.response_ids, "token"].to_numpy(),
                 "is_special": policy_rows["is_special"].to_numpy(),
                 # Describes the aligned text (the response column), as a sweep's flag describes its response.
                 "leading_space": np.fromiter((t.startswith(" ") for t in texts), bool, len(texts)),
                 "is_word": policy_rows["is_word"].to_numpy(),
-                "logp_policy": policy_values,
-                "logp_reference": reference_values,
+                "logp_policy": policy_side.logsumexp(logp_policy),
+                "logp_reference": reference_side.logsumexp(logp_reference),
             }
         )
 
@@ -240,19 +271,23 @@ def _candidates(scorer: ModelScorer, include_special: bool) -> tuple[pd.DataFram
     return table[inside].set_index("token_id", drop=False), int((~inside).sum())
 
 
-def pair_vocabularies(
-    policy: Any, reference: Any, align: str = "auto", text_rule: str = "stripped", include_special: bool = False
-) -> VocabularyPairing:
-    """Align the two vocabularies: by id when the tokenizers are the same (or `align="id"`), else on text."""
+def check_alignment(align: str, text_rule: str) -> None:
     if align not in ALIGN_MODES:
         raise UserError(f"unknown alignment '{align}' (use {', '.join(ALIGN_MODES)})")
     if text_rule not in TEXT_RULES:
         raise UserError(f"unknown text rule '{text_rule}' (use {', '.join(TEXT_RULES)})")
-    same = same_vocabulary(policy, reference)
-    if align == "id" and not same:
+
+
+def pair_vocabularies(
+    policy: Any, reference: Any, align: str = "text", text_rule: str = "stripped", include_special: bool = False
+) -> VocabularyPairing:
+    """Align the two vocabularies on text (the default, one tokenizer or two) or, with `align="id"` and one
+    tokenizer, by id."""
+    check_alignment(align, text_rule)
+    if align == "id" and not same_vocabulary(policy, reference):
         raise UserError("--align id needs the same tokenizer; the policy and reference vocabularies differ")
     policy_table, policy_outside = _candidates(policy, include_special)
-    if align == "id" or (align == "auto" and same):
+    if align == "id":
         reference_limit = _n_logits(reference)
         inside = policy_table.index.to_numpy() < reference_limit
         outside = {"n_ids_outside_logits": policy_outside + int((~inside).sum())}
@@ -262,11 +297,12 @@ def pair_vocabularies(
         (policy_table.index.to_numpy(), policy_table["response"].tolist()),
         (reference_table.index.to_numpy(), reference_table["response"].tolist()),
         text_rule=text_rule,  # type: ignore[arg-type]
-        duplicates="max",
+        leads=(response_lead(policy), response_lead(reference)),
     )
     if not len(alignment.texts):
         raise UserError(
-            f"the policy and reference vocabularies share no decoded text ({describe_rule(text_rule, 'max')})"
+            "the policy and reference vocabularies share no decoded text that both templates can start a "
+            f"response with (text rule {text_rule})"
         )
     counts = {"n_ids_outside_logits": {"policy": policy_outside, "reference": reference_outside}}
     return VocabularyPairing("text", policy_table, reference_table, alignment, counts)
@@ -324,10 +360,12 @@ class ImplicitSummary:
             return str(self.alignment.get("rule", ""))
         policy, reference = self.alignment["policy"], self.alignment["reference"]
         return (
-            f"{self.alignment['n_shared_texts']:,} shared texts ({self.alignment['rule']}); "
-            f"policy dropped {policy['n_unshared_texts']:,} texts only it has and "
-            f"{policy['n_unusable_ids']:,} empty/undecodable ids, reference dropped "
-            f"{reference['n_unshared_texts']:,} and {reference['n_unusable_ids']:,}"
+            f"{self.alignment['n_shared_texts']:,} shared texts (text rule {self.alignment['text_rule']}, "
+            f"variants summed by {self.alignment['variants']}); dropped for policy / reference: "
+            f"{policy['n_texts_without_response_form']:,} / {reference['n_texts_without_response_form']:,} texts "
+            "not held in the form their template starts a response with, "
+            f"{policy['n_unshared_texts']:,} / {reference['n_unshared_texts']:,} texts only one side has, "
+            f"{policy['n_unusable_ids']:,} / {reference['n_unusable_ids']:,} empty or undecodable ids"
         )
 
 
@@ -376,6 +414,7 @@ def _early_identity(
         "template_options": {"policy": templates[0], "reference": templates[1]},
         "align": align if lexicon is None else None,
         "text_rule": text_rule if lexicon is None else None,
+        "alignment_rule": alignment_rule(align, text_rule) if lexicon is None else None,
         "include_special": include_special,
         "model_options": {k: v for k, v in sorted(model_options.items()) if k in ("dtype", "revision")},
     }
@@ -408,7 +447,7 @@ def run_implicit(
     beta: float = 1.0,
     policy_template: str = DEFAULT_POLICY_TEMPLATE,
     reference_template: str = DEFAULT_REFERENCE_TEMPLATE,
-    align: str = "auto",
+    align: str = "text",
     text_rule: str = "stripped",
     include_special: bool = False,
     engine: str = "cached",
@@ -433,10 +472,7 @@ def run_implicit(
     check_measure(measure, beta)
     check_engine(engine)
     check_batch_size(batch_size)
-    if align not in ALIGN_MODES:
-        raise UserError(f"unknown alignment '{align}' (use {', '.join(ALIGN_MODES)})")
-    if text_rule not in TEXT_RULES:
-        raise UserError(f"unknown text rule '{text_rule}' (use {', '.join(TEXT_RULES)})")
+    check_alignment(align, text_rule)
     chosen = _choose_responses(vocab, lexicon)
     words = word_table(chosen) if chosen is not None else None
     policy_spec, policy_template = _spec_and_template(policy, policy_template, "policy")

@@ -75,3 +75,87 @@ def independent() -> Callable[[Path], Independent]:
         return cache[path]
 
     return load
+
+
+# Words the boundary tokenizer learns twice: at the start of a line ("love") and after a space (" love").
+BOUNDARY_WORDS = (
+    "love", "family", "freedom", "honesty", "kindness", "power", "success", "wealth", "peace", "justice",
+    "courage", "trust", "warmth", "ambition", "friendship", "achievement", "agency", "communion", "competence",
+    "greatest", "answer", "world", "thing", "best",
+)
+
+
+def _boundary_tokenizer() -> Any:
+    """A byte-level BPE tokenizer (Llama-3 specials and template) holding most words in both forms."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    from tiny_models import SPECIALS
+
+    specials, template = SPECIALS["llama"]
+    corpus = [line for word in BOUNDARY_WORDS for line in (f"{word}\n", f"a {word}\n")] * 20
+    backend = Tokenizer(models.BPE())
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=520, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
+    backend.train_from_iterator(corpus, trainer)
+    bos = specials[0]
+    backend.post_processor = processors.TemplateProcessing(
+        single=f"{bos} $A", special_tokens=[(bos, backend.token_to_id(bos))]
+    )
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend, bos_token=bos, eos_token="<|eot_id|>", pad_token="<|eot_id|>"
+    )
+    tokenizer.chat_template = template
+    return tokenizer
+
+
+@pytest.fixture(scope="session")
+def boundary_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny Llama LM that has learnt only the template boundary: its next token depends on the last prefix
+    token alone, and after the chat prefix (a newline) a token without a leading space is e^4 times likelier
+    relative to one with a space than after "Assistant:" (the `plain-nospace` prefix), on top of one random
+    preference per token shared by both contexts. Used as policy and reference, the two templates differ in
+    nothing else."""
+    from transformers import AutoModelForCausalLM
+
+    from tiny_models import tiny_config
+
+    tokenizer = _boundary_tokenizer()
+    config: Any = tiny_config("llama", len(tokenizer), tokenizer)
+    model = AutoModelForCausalLM.from_config(config)
+    prompt = "What is the best thing in the world?"
+    chat = tokenizer.apply_chat_template(
+        [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
+    )
+    chat_last = int(tokenizer(chat, add_special_tokens=False)["input_ids"][-1])
+    plain_last = int(tokenizer(f"User: {prompt}\nAssistant:", add_special_tokens=False)["input_ids"][-1])
+    assert chat_last != plain_last
+    generator = torch.Generator().manual_seed(0)
+    vocabulary = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
+    space = torch.tensor([token.startswith("\u0120") for token in vocabulary], dtype=torch.float32)
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            # The layers add nothing to the residual stream: each position's state is its own embedding.
+            if name.endswith(("o_proj.weight", "down_proj.weight")):
+                parameter.zero_()
+            elif "norm" in name:
+                parameter.fill_(1.0)
+            else:
+                parameter.normal_(0.0, 0.3, generator=generator)
+        embed = model.get_input_embeddings().weight
+        embed.zero_()
+        embed[:, 1] = 1.0  # the shared direction
+        embed[chat_last, 0], embed[plain_last, 0] = 1.0, -1.0  # the boundary direction
+        head = model.get_output_embeddings().weight
+        assert head.data_ptr() != embed.data_ptr()  # untied: the head is set apart from the embeddings
+        head.zero_()
+        # After RMSNorm the last state is 4 * (+-1, 1, 0, ...): logits 4 * (+-0.25 * (1 - 2 * space) + shared).
+        head[:, 0] = 0.25 * (1.0 - 2.0 * space)
+        head[:, 1] = torch.randn(len(tokenizer), generator=generator) * 0.5
+    path = tmp_path_factory.mktemp("boundary-llama")
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path

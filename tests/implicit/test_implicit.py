@@ -23,15 +23,17 @@ def _lexicon(tmp_path):  # type: ignore[no-untyped-def]
     return path
 
 
-def test_vocab_same_tokenizer_is_the_log_softmax_difference_by_id(  # type: ignore[no-untyped-def]
+def test_vocab_paired_by_id_is_the_log_softmax_difference_of_each_id(  # type: ignore[no-untyped-def]
     tiny_model_dir, second_llama_dir, independent, tmp_path
 ) -> None:
     policy_dir, reference_dir = tiny_model_dir("llama", "lm"), second_llama_dir
     prompts = prompts_from_texts(PROMPTS)
-    summary = run_implicit(str(policy_dir), str(reference_dir), prompts, tmp_path / "run", vocab=True, device="cpu")
+    summary = run_implicit(
+        str(policy_dir), str(reference_dir), prompts, tmp_path / "run", vocab=True, device="cpu", align="id"
+    )
     frame, manifest = load_run(tmp_path / "run"), read_manifest(tmp_path / "run")
     assert summary.complete and len(frame) == summary.rows_expected
-    assert manifest["alignment"]["by"] == "id"
+    assert manifest["alignment"]["by"] == "id" and manifest["align"] == "id"
     policy, reference = independent(policy_dir), independent(reference_dir)
     non_special = sorted(set(range(len(policy.tokenizer))) - policy.special_ids())
     for prompt in prompts:
@@ -101,7 +103,26 @@ def test_implicit_reward_formulas() -> None:
     np.testing.assert_allclose(implicit_reward(p, q, "mwlr"), [0.375 * np.log(2), 0.0, -0.3 * np.log(2)])
 
 
-def test_cross_tokenizer_alignment_keeps_exactly_the_shared_texts(  # type: ignore[no-untyped-def]
+def _aligned_texts(model, lead: str):  # type: ignore[no-untyped-def]
+    """Per stripped text: the non-special ids that decode to it (any whitespace), and whether one of them is
+    `lead + text`, the form a response starts with after that template's prefix; computed here directly."""
+    variants: dict[str, list[int]] = {}
+    startable: set[str] = set()
+    for token_id in sorted(set(range(len(model.tokenizer))) - model.special_ids()):
+        decoded = model.tokenizer.decode([token_id])
+        text = decoded.strip()
+        if text and "\ufffd" not in text:
+            variants.setdefault(text, []).append(token_id)
+            if decoded == lead + text:
+                startable.add(text)
+    return variants, startable
+
+
+def _logsumexp(values) -> float:  # type: ignore[no-untyped-def]
+    return float(np.log(np.sum(np.exp(np.asarray(values, dtype=np.float64)))))
+
+
+def test_cross_tokenizer_alignment_sums_the_variants_of_the_texts_both_can_start(  # type: ignore[no-untyped-def]
     tiny_model_dir, independent, tmp_path
 ) -> None:
     policy_dir, reference_dir = tiny_model_dir("llama", "lm"), tiny_model_dir("qwen2", "lm")
@@ -110,60 +131,60 @@ def test_cross_tokenizer_alignment_keeps_exactly_the_shared_texts(  # type: igno
     prompts = prompts_from_texts(PROMPTS)
     run_implicit(str(policy_dir), str(reference_dir), prompts, tmp_path / "run", vocab=True, device="cpu")
     frame, manifest = load_run(tmp_path / "run"), read_manifest(tmp_path / "run")
-
-    def texts_by_id(model):  # type: ignore[no-untyped-def]
-        """Stripped decoded text of every non-special id that can be aligned (not empty, no U+FFFD)."""
-        out = {}
-        for token_id in set(range(len(model.tokenizer))) - model.special_ids():
-            text = model.tokenizer.decode([token_id]).strip()
-            if text and "\ufffd" not in text:
-                out[token_id] = text
-        return out
-
-    policy_texts, reference_texts = texts_by_id(policy), texts_by_id(reference)
-    shared = set(policy_texts.values()) & set(reference_texts.values())
+    # The chat template starts a response right after its newline, plain-nospace after one space.
+    policy_variants, policy_startable = _aligned_texts(policy, "")
+    reference_variants, reference_startable = _aligned_texts(reference, " ")
+    shared = policy_startable & reference_startable
     alignment = manifest["alignment"]
-    assert alignment["by"] == "text" and alignment["text_rule"] == "stripped" and alignment["duplicates"] == "max"
-    assert alignment["n_shared_texts"] == len(shared)
-    assert alignment["policy"]["n_unshared_texts"] == len(set(policy_texts.values()) - shared)
-    assert alignment["reference"]["n_unshared_texts"] == len(set(reference_texts.values()) - shared)
-    assert alignment["reference"]["n_unshared_texts"] > 0  # the fixture tokenizers differ in their texts
+    assert alignment["by"] == "text" and alignment["text_rule"] == "stripped" and alignment["variants"] == "logsumexp"
+    assert alignment["response_lead"] == {"policy": "", "reference": " "}
+    assert alignment["n_shared_texts"] == len(shared) > 5
+    assert alignment["policy"]["n_unshared_texts"] == len(policy_startable - shared)
+    assert alignment["reference"]["n_texts_without_response_form"] == len(set(reference_variants) - reference_startable)
+    assert alignment["policy"]["n_texts_without_response_form"] == len(set(policy_variants) - policy_startable)
     n_special = len(policy.special_ids())
-    assert alignment["policy"]["n_unusable_ids"] == len(policy.tokenizer) - n_special - len(policy_texts)
+    n_usable = sum(len(ids) for ids in policy_variants.values())
+    assert alignment["policy"]["n_unusable_ids"] == len(policy.tokenizer) - n_special - n_usable
+    assert any(len(policy_variants[text]) > 1 for text in shared)  # variants are really summed
     for prompt in prompts:
         rows = frame[frame["prompt_id"] == prompt.id].set_index("response")
         assert set(rows.index) == shared and len(rows) == len(shared)
         policy_lp = policy.next_logprobs(policy.chat_prefix(prompt.text))
         reference_lp = reference.next_logprobs(reference.plain_prefix(prompt.text))
-        for text in sorted(shared)[::7]:
-            policy_ids = [i for i, t in policy_texts.items() if t == text]
-            reference_ids = [i for i, t in reference_texts.items() if t == text]
-            best_policy, best_reference = max(policy_lp[policy_ids]), max(reference_lp[reference_ids])
-            assert rows.loc[text, "logp_policy"] == pytest.approx(best_policy, abs=1e-5)
-            assert rows.loc[text, "logp_reference"] == pytest.approx(best_reference, abs=1e-5)
-            assert rows.loc[text, "score"] == pytest.approx(best_policy - best_reference, abs=1e-5)
-            assert policy_lp[rows.loc[text, "token_id"]] == pytest.approx(best_policy, abs=1e-9)
-            assert reference_lp[rows.loc[text, "reference_token_id"]] == pytest.approx(best_reference, abs=1e-9)
+        for text in shared:
+            expected_policy = _logsumexp(policy_lp[policy_variants[text]])
+            expected_reference = _logsumexp(reference_lp[reference_variants[text]])
+            assert rows.loc[text, "logp_policy"] == pytest.approx(expected_policy, abs=1e-5)
+            assert rows.loc[text, "logp_reference"] == pytest.approx(expected_reference, abs=1e-5)
+            assert rows.loc[text, "score"] == pytest.approx(expected_policy - expected_reference, abs=1e-5)
+            # The ids shown are the forms each template starts a response with, whatever the prompt.
+            assert policy.tokenizer.decode([rows.loc[text, "token_id"]]) == text
+            assert reference.tokenizer.decode([rows.loc[text, "reference_token_id"]]) == " " + text
 
 
-def test_exact_text_rule_and_forced_text_alignment(  # type: ignore[no-untyped-def]
+def test_exact_text_rule_aligns_the_response_text_after_each_template(  # type: ignore[no-untyped-def]
     tiny_model_dir, second_llama_dir, independent, tmp_path
 ) -> None:
-    """Same tokenizer aligned on exact text: every unique decoded text of the vocabulary is kept."""
+    """One tokenizer, exact rule: the policy's "love" (after its newline) meets the reference's " love" (after
+    "Assistant:"): the response text is the same, the token is not."""
     policy_dir, reference_dir = tiny_model_dir("llama", "lm"), second_llama_dir
     prompts = prompts_from_texts(PROMPTS[:1])
     run_implicit(
-        str(policy_dir), str(reference_dir), prompts, tmp_path / "run", vocab=True, device="cpu",
-        align="text", text_rule="exact",
+        str(policy_dir), str(reference_dir), prompts, tmp_path / "run", vocab=True, device="cpu", text_rule="exact"
     )
     alignment = read_manifest(tmp_path / "run")["alignment"]
     policy = independent(policy_dir)
     texts = [policy.tokenizer.decode([i]) for i in set(range(len(policy.tokenizer))) - policy.special_ids()]
     usable = {t for t in texts if t and "\ufffd" not in t}
+    after_space = {t[1:] for t in usable if t.startswith(" ") and len(t) > 1}
     assert alignment["by"] == "text" and alignment["text_rule"] == "exact"
-    assert alignment["n_shared_texts"] == len(usable)
-    assert alignment["policy"]["n_unshared_texts"] == alignment["reference"]["n_unshared_texts"] == 0
-    assert len(load_run(tmp_path / "run")) == len(usable)
+    assert alignment["n_shared_texts"] == len(usable & after_space) > 0
+    n_after_space = sum(1 for t in texts if t.startswith(" ") and len(t) > 1 and "\ufffd" not in t)
+    assert alignment["reference"]["n_unusable_ids"] == len(texts) - n_after_space  # the rest is glued to ":"
+    frame = load_run(tmp_path / "run")
+    assert set(frame["response"]) == usable & after_space
+    reference_tokens = [policy.tokenizer.decode([i]) for i in frame["reference_token_id"]]
+    assert reference_tokens == [" " + text for text in frame["response"]]
 
 
 def test_run_json_records_both_templates_and_the_rule(  # type: ignore[no-untyped-def]
@@ -181,7 +202,9 @@ def test_run_json_records_both_templates_and_the_rule(  # type: ignore[no-untype
     assert manifest["templates"]["reference"]["prefix"] == "User: {prompt}\nAssistant:"
     assert manifest["policy"]["template"] == manifest["templates"]["policy"]
     assert manifest["measure"] == "log-ratio" and manifest["beta"] == 1.0
-    assert "rule" in manifest["alignment"]
+    assert manifest["align"] == "text" and manifest["alignment"]["by"] == "text"  # one tokenizer, on text
+    assert "log-sum-exp" in manifest["alignment"]["rule"] and manifest["alignment"]["variants"] == "logsumexp"
+    assert manifest["alignment_rule"] == manifest["alignment"]["rule"]
     json.dumps(manifest)
 
 
@@ -196,3 +219,12 @@ def test_resume_skips_finished_prompts_and_refuses_another_run(  # type: ignore[
     assert first.rows_written == first.rows and again.rows_written == 0 and again.rows == first.rows
     with pytest.raises(UserError, match="another run"):
         run_implicit(*args, vocab=True, device="cpu", measure="mwlr")
+    with pytest.raises(UserError, match="another align"):
+        run_implicit(*args, vocab=True, device="cpu", align="id")
+    # A run aligned by an earlier rule (same options, other wording in run.json) is not resumed with this one.
+    manifest_path = tmp_path / "r" / "run.json"
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    manifest["alignment_rule"] = "aligned on decoded text; a text with several ids keeps the highest value"
+    manifest_path.write_text(json.dumps(manifest), encoding="utf-8")
+    with pytest.raises(UserError, match="another alignment rule"):
+        run_implicit(*args, vocab=True, device="cpu")

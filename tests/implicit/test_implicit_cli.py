@@ -65,6 +65,7 @@ def test_cli_lexicon_run_prints_the_summary(run_cli, tiny_model_dir, tmp_path) -
         (["--vocab", "--beta", "0"], "--beta"),
         (["--vocab", "--reference-template", "nosuch.jinja"], "--reference-template"),
         (["--vocab", "--align", "id"], "same tokenizer"),
+        (["--vocab", "--align", "auto"], "unknown alignment 'auto' (use text, id)"),
         (["--vocab", "--text-rule", "fuzzy"], "text rule"),
     ],
 )

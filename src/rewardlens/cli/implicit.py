@@ -57,10 +57,19 @@ def implicit(
     policy_template: PolicyTemplateOption = "chat",
     reference_template: ReferenceTemplateOption = "plain-nospace",
     align: Annotated[
-        str, typer.Option("--align", help="auto (by id for the same tokenizer, else on text), id or text.")
-    ] = "auto",
+        str,
+        typer.Option(
+            "--align",
+            help="text (default, one tokenizer or two: the texts both templates can start a response with, "
+            "each side's variants of a text summed by log-sum-exp) or id (one tokenizer: the same token id, "
+            "template boundary included).",
+        ),
+    ] = "text",
     text_rule: Annotated[
-        str, typer.Option("--text-rule", help="Text alignment: stripped (' love' = 'love') or exact.")
+        str,
+        typer.Option(
+            "--text-rule", help="Text alignment: stripped (' love' = 'love') or exact (the response text exactly)."
+        ),
     ] = "stripped",
     include_special: Annotated[
         bool, typer.Option("--include-special", help="Also keep control, added and reserved tokens.")
