@@ -191,3 +191,20 @@ def test_a_word_run_resumed_with_another_date_is_refused(tiny_model_dir: Callabl
     with pytest.raises(UserError, match="another date"):
         run_words(other, lexicon, prompts, out)
     assert json.loads((out / "run.json").read_text())["date"] == "01 Dec 2024"
+
+
+@pytest.mark.parametrize("source", ["chat", "plain", "file"])
+def test_a_template_rebuilt_from_its_description_renders_the_same_ids(
+    source: str, tiny_model_dir: Callable[..., Path], tmp_path: Path
+) -> None:
+    """A Ray driver plans a run from a worker's description: the same prompt ids, date and sequences."""
+    from rewardlens.models.templates import template_from_description
+
+    scorer = load_scorer(str(tiny_model_dir("llama", "reward")), device="cpu")
+    chosen = str(_dated_jinja(tmp_path)) if source == "file" else source
+    for sequences in ("exact", "published"):
+        template = make_template(scorer.tokenizer, chosen, date="3 Mar 2025", sequences=sequences)
+        rebuilt = template_from_description(scorer.tokenizer, json.loads(json.dumps(template.describe())))
+        assert rebuilt.describe() == template.describe()
+        assert rebuilt.prompt_ids(PROMPT) == template.prompt_ids(PROMPT)
+        assert rebuilt.single_token_ids(PROMPT, 70) == template.single_token_ids(PROMPT, 70)
