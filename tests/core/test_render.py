@@ -200,3 +200,24 @@ def test_render_bad_input(
     assert result.exit_code == 2, (result.stdout, result.stderr)
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and fragment in lines[0], result.stderr
+
+
+def test_words_accepts_published_sequences_and_a_date(
+    run_cli: Callable[..., Any], tiny_model_dir: Callable[..., Path], tmp_path: Path
+) -> None:
+    model, out = tiny_model_dir("llama", "reward"), tmp_path / "words"
+    lexicon, prompts = tmp_path / "small.csv", tmp_path / "prompts.yaml"
+    lexicon.write_text("word,category\nlove,Communion\npower,Agency\n")
+    prompts.write_text(f"one: {PROMPT}\n")
+    args = ["words", "--model", model, "--out", out, "--lexicon", lexicon, "--prompts", prompts, "--device", "cpu"]
+    bad = run_cli(*args, "--date", "soon")
+    assert bad.exit_code == 2 and "is not a date" in bad.stderr and not out.exists()
+    assert run_cli(*args, "--sequences", "published", "--date", "2025-01-02").exit_code == 0
+    manifest = json.loads((out / "run.json").read_text())
+    assert manifest["sequences"] == "published" and manifest["date"] == "02 Jan 2025"
+    rows = load_run(out).set_index("response")["score"]
+    scorer = load_scorer(str(model), device="cpu")
+    for word in ("love", "power"):
+        ids = _published(scorer.tokenizer, word)
+        (expected,) = scorer.score_requests([ScoreRequest.split(ids, ids[:3])], engine="reference")
+        assert rows[word] == pytest.approx(expected, abs=1e-4)

@@ -14,6 +14,7 @@ from rich.table import Table
 from rewardlens.cli.apps import analyze_app, app
 from rewardlens.cli.options import (
     BatchSizeOption,
+    DateOption,
     DeviceOption,
     DtypeOption,
     EngineOption,
@@ -21,11 +22,13 @@ from rewardlens.cli.options import (
     KindOption,
     ModelOption,
     RevisionOption,
+    SequencesOption,
     TemplateOption,
     TrustRemoteCodeOption,
 )
 from rewardlens.cli.progress import phase_progress
 from rewardlens.cli.study import DeviceMapOption, GpusPerWorkerOption, RayOption, WorkersOption, ray_options
+from rewardlens.models.templates import DEFAULT_DATE
 
 if TYPE_CHECKING:
     from rewardlens.audit import AuditResult
@@ -223,6 +226,8 @@ def words(
     trust_remote_code: TrustRemoteCodeOption = False,
     kind: KindOption = "auto",
     template: TemplateOption = None,
+    date: DateOption = DEFAULT_DATE,
+    sequences: SequencesOption = "exact",
     include_end: IncludeEndOption = False,
     ray: RayOption = None,
     workers: WorkersOption = None,
@@ -251,6 +256,8 @@ def words(
         "trust_remote_code": trust_remote_code,
         "kind": kind,
         "template": template,
+        "date": date,
+        "sequences": sequences,
         "include_end": include_end,
         "device_map": device_map,
     }
