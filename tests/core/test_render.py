@@ -57,6 +57,7 @@ def test_render_json_is_what_the_scorer_scores(
         assert row["read_at"] == _rightmost_not(row["ids"], pad)
         assert row["read_token"] == row["pieces"][row["read_at"]]
         assert row["read_rule"] == {"rule": "rightmost-non-pad", "pad_token_id": pad, "from": "config"}
+        assert row["read_rule"] == {**scorer.loaded.read_rule.describe(), "from": "config"}  # the engine's rule
     # pad = end of turn on the tiny Llama and Qwen tokenizers: the read skips the trailing end-of-turn token(s).
     if arch == "llama":
         assert rows[0]["ids"][-1] == pad and rows[0]["read_at"] == len(rows[0]["ids"]) - 2
