@@ -250,9 +250,11 @@ def build_sequence_rm(
 
 
 # -- the two published gated layouts --------------------------------------------------------------------------------
+# QRM-Llama3.1-8B's hub config names ArmoRM's class with `num_quantiles` beside it (reward-bench calls the
+# same checkpoint `LlamaForRewardModelWithGating31`; a test renames it to that too).
 ARCHITECTURES: dict[GatedLayout, str] = {
     "armorm": "LlamaForRewardModelWithGating",
-    "qrm": "LlamaForRewardModelWithGating31",
+    "qrm": "LlamaForRewardModelWithGating",
 }
 NUM_OBJECTIVES = 5
 NUM_QUANTILES = 3
@@ -403,7 +405,7 @@ class GatedReference:
         from transformers import LlamaConfig, LlamaModel
 
         raw = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
-        layout: GatedLayout = "qrm" if raw["architectures"] == [ARCHITECTURES["qrm"]] else "armorm"
+        layout: GatedLayout = "qrm" if "num_quantiles" in raw else "armorm"
         tensors = load_file(str(model_dir / "model.safetensors"))
         backbone_state = {k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")}
         self.backbone = LlamaModel(LlamaConfig.from_pretrained(str(model_dir)))

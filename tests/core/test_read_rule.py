@@ -95,3 +95,75 @@ def test_bf16_models_score_with_a_float32_head(tiny_model_dir: Callable[..., Pat
             at = scorer.loaded.read_rule.position(request.ids)  # type: ignore[union-attr]
             bf16_head.append(float(torch.nn.functional.linear(hidden[at], head.weight.bfloat16())[0]))
     assert len(np.unique(float32_head)) >= 3 * len(np.unique(bf16_head))
+
+
+# A checkpoint whose forward lives in its own modeling file (as URM's does): two heads that only the forward combines.
+REMOTE_MODELING = """
+import torch
+from transformers import LlamaModel, LlamaPreTrainedModel
+from transformers.modeling_outputs import SequenceClassifierOutputWithPast
+
+
+class TwoHeadRM(LlamaPreTrainedModel):
+    def __init__(self, config):
+        super().__init__(config)
+        self.model = LlamaModel(config)
+        self.score = torch.nn.Linear(config.hidden_size, 4, bias=False)
+        self.weights = torch.nn.Linear(config.hidden_size, 4, bias=False)
+        self.post_init()
+
+    def forward(self, input_ids=None, **kwargs):
+        hidden = self.model(input_ids=input_ids).last_hidden_state[:, -1]
+        combined = (self.score(hidden) * torch.softmax(self.weights(hidden), dim=-1)).sum(-1, keepdim=True)
+        return SequenceClassifierOutputWithPast(logits=combined)
+"""
+
+
+def _remote_checkpoint(tmp_path: Path, source: Path, modeling: str) -> Path:
+    from transformers import AutoModelForSequenceClassification
+
+    directory = _retarget(source, tmp_path / "remote", ["TwoHeadRM"])
+    (directory / "modeling_two_head.py").write_text(modeling)
+    config = json.loads((directory / "config.json").read_text())
+    config["auto_map"] = {"AutoModelForSequenceClassification": "modeling_two_head.TwoHeadRM"}
+    (directory / "config.json").write_text(json.dumps(config))
+    if "import torch" in modeling and "no_such_module" not in modeling:
+        torch.manual_seed(1)
+        model = AutoModelForSequenceClassification.from_pretrained(
+            str(directory), trust_remote_code=True, ignore_mismatched_sizes=True
+        )
+        with torch.no_grad():
+            for parameter in model.parameters():
+                parameter.normal_(0.0, 0.3)
+        model.save_pretrained(directory)
+    return directory
+
+
+def test_remote_code_scores_through_its_own_forward_in_every_engine(
+    tmp_path: Path, tiny_model_dir: Callable[..., Path]
+) -> None:
+    directory = _remote_checkpoint(tmp_path, tiny_model_dir("llama", "reward"), REMOTE_MODELING)
+    with pytest.raises(UserError, match="TwoHeadRM.*--trust-remote-code"):
+        load_scorer(str(directory), device="cpu")
+    scorer = load_scorer(str(directory), device="cpu", trust_remote_code=True)
+    assert scorer.describe()["head"] == "remote-code"
+    requests = scorer.token_requests(PROMPT, range(0, 60, 5)) + scorer.text_requests(PROMPT, ["love"])
+    with torch.no_grad():
+        own = np.array([float(scorer.model(input_ids=torch.tensor([r.ids])).logits[0, 0]) for r in requests])
+        first_output = np.array(  # what a linear-head reader would take: score(h)[:, 0]
+            [float(scorer.model.score(scorer.model.model(input_ids=torch.tensor([r.ids])).last_hidden_state[0, -1])[0])
+             for r in requests]
+        )
+    assert np.abs(first_output - own).max() > 1e-2
+    for engine in ("reference", "cached", "batched"):
+        np.testing.assert_allclose(scorer.score_requests(requests, engine=engine), own, atol=1e-5, rtol=0)
+
+
+def test_remote_code_that_does_not_import_is_one_line(
+    tmp_path: Path, tiny_model_dir: Callable[..., Path], run_cli: Callable[..., object]
+) -> None:
+    broken = "from transformers.models.llama.modeling_llama import no_such_module\n" + REMOTE_MODELING
+    directory = _remote_checkpoint(tmp_path, tiny_model_dir("llama", "reward"), broken)
+    result = run_cli("score", "--model", directory, "--trust-remote-code", "-p", PROMPT, "-r", "love")
+    assert result.exit_code == 2  # type: ignore[attr-defined]
+    assert "does not import" in result.stderr and "no_such_module" in result.stderr  # type: ignore[attr-defined]

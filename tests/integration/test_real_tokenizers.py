@@ -325,6 +325,34 @@ def test_gated_scores_equal_the_published_math(
     )
 
 
+def test_qrm_under_reward_bench_class_name_reads_the_same(
+    tmp_path: Path,
+    gated_rm: Callable[[GatedLayout, str], Path],
+    scorer_of: Callable[[Path], ModelScorer],
+    gated_expected: Callable[[GatedLayout, str], tuple[list[ScoreRequest], np.ndarray]],
+) -> None:
+    import shutil
+
+    requests, expected = gated_expected("qrm", "llama3_1")
+    renamed = tmp_path / "qrm31"
+    shutil.copytree(gated_rm("qrm", "llama3_1"), renamed)
+    config = json.loads((renamed / "config.json").read_text(encoding="utf-8"))
+    config["architectures"] = ["LlamaForRewardModelWithGating31"]
+    (renamed / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    scores = scorer_of(renamed).score_requests(requests[:12], engine="cached", batch_size=4)
+    np.testing.assert_allclose(scores, expected[:12], atol=TOLERANCE, rtol=0)
+
+
+def test_a_gated_sequence_without_the_gating_pattern_exits_2(
+    gated_rm: Callable[[GatedLayout, str], Path], run_cli: Callable[..., Any]
+) -> None:
+    result = run_cli(
+        "score", "--model", gated_rm("armorm", "llama3_1"), "--template", "plain", "-p", "Hi?", "-r", "love",
+        "--dtype", "float32", "--device", "cpu",
+    )  # fmt: skip
+    assert result.exit_code == 2 and "gating pattern" in result.stderr and "Traceback" not in result.stderr
+
+
 @pytest.mark.parametrize(("layout", "name"), GATED, ids=[f"{layout}-{name}" for layout, name in GATED])
 def test_gated_replica_exercises_every_term(
     layout: GatedLayout, name: str, gated_rm: Callable[[GatedLayout, str], Path], tokenizer_of: Callable[[str], Any]

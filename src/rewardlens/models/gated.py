@@ -77,10 +77,18 @@ GATED_LAYOUTS = {
 
 
 def gated_layout(config: Any) -> GatedLayout | None:
-    """The gated layout a config names in `architectures`, if any."""
+    """The gated layout a config names in `architectures`, if any.
+
+    QRM-Llama3.1-8B's hub config names ArmoRM's class (`LlamaForRewardModelWithGating`) with `num_quantiles`
+    beside it (`...WithGating31` is reward-bench's name for the same checkpoint): the quantile field, not the
+    class name, says that the head is QRM's.
+    """
     for name in getattr(config, "architectures", None) or []:
         if name in GATED_LAYOUTS:
-            return GATED_LAYOUTS[name]
+            layout = GATED_LAYOUTS[name]
+            if getattr(config, "num_quantiles", None) is not None and not layout.quantiles:
+                return GATED_LAYOUTS["LlamaForRewardModelWithGating31"]
+            return layout
     return None
 
 

@@ -80,8 +80,9 @@ def _is_native_gated(model: nn.Module, name: str) -> bool:
     return isinstance(model, GatedRewardModel)
 
 
-def _remote_gated(model: nn.Module, name: str) -> bool:
-    return "RewardModelWithGating" in type(model).__name__
+def _remote_code(model: nn.Module, name: str) -> bool:
+    """A class from a checkpoint's own modeling file (transformers imports those as `transformers_modules`)."""
+    return type(model).__module__.startswith("transformers_modules")
 
 
 def _classification_logits(model: nn.Module, ids: torch.Tensor) -> torch.Tensor:
@@ -93,9 +94,12 @@ def _gated_scores(model: nn.Module, ids: torch.Tensor) -> torch.Tensor:
 
 
 def full_forward_scores(model: nn.Module, ids: torch.Tensor) -> torch.Tensor:
-    """Scores from a (remote-code) model's own forward that returns an object with `.score`."""
+    """Scores from a remote-code model's own forward: its `.score` (ArmoRM-style objects) or else its
+    `logits[:, 0]` (what such cards document, e.g. URM, whose logits combine several heads in its forward)."""
     output = model(input_ids=ids)
-    score = output.score if hasattr(output, "score") else output["score"]
+    score = getattr(output, "score", None)
+    if score is None:
+        score = output["score"] if isinstance(output, dict) and "score" in output else output.logits
     return score.reshape(score.shape[0], -1)[:, 0].float()
 
 
@@ -121,10 +125,17 @@ SCORE_HEADS: list[ScoreHead] = [
         own_forward=_classification_logits,
     ),
     ScoreHead(
-        name="remote-code-score",
-        reason="a gated model run through its own remote code (--trust-remote-code): its forward combines the "
-        "objectives itself and returns an object whose documented preference score is `.score`",
-        matches=_remote_gated,
+        name="value-head",
+        reason="GRM-style remote-code models put a value head `v_head` on a causal LM backbone",
+        matches=_has_linear("v_head"),
+        module=lambda model: model.v_head,
+    ),
+    ScoreHead(
+        name="remote-code",
+        reason="a model run through its own remote code (--trust-remote-code, no native reader): only its forward "
+        "knows how its heads combine (URM's `score` layer holds attribute means and variances that a separate "
+        "MLP weighs), so every engine runs that forward and reads `.score`, else `logits[:, 0]`",
+        matches=_remote_code,
         module=lambda model: model,
         own_forward=full_forward_scores,
         needs_full_forward=True,
@@ -132,16 +143,10 @@ SCORE_HEADS: list[ScoreHead] = [
     ScoreHead(
         name="sequence-classification",
         reason="AutoModelForSequenceClassification: a linear `score` layer on the final hidden state, pooled at "
-        "the rightmost non-pad token (Skywork, GRM, URM — whose score is logits[:, 0] — most RMs)",
+        "the rightmost non-pad token (Skywork, GRM, most RMs)",
         matches=_has_linear("score"),
         module=lambda model: model.score,
         own_forward=_classification_logits,
-    ),
-    ScoreHead(
-        name="value-head",
-        reason="GRM-style remote-code models put a value head `v_head` on a causal LM backbone",
-        matches=_has_linear("v_head"),
-        module=lambda model: model.v_head,
     ),
 ]
 

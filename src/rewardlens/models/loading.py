@@ -87,10 +87,17 @@ def _architectures(config: Any) -> list[str]:
     return list(getattr(config, "architectures", None) or [])
 
 
-def _infer_kind(config: Any, resolved: ResolvedModel) -> ModelKind:
+def _infer_kind(config: Any, resolved: ResolvedModel, trust_remote_code: bool = False) -> ModelKind:
     architectures = _architectures(config)
     if gated_layout(config) is not None:
         return "reward"
+    auto_map = getattr(config, "auto_map", None) or {}
+    if trust_remote_code and not all(_known_architecture(a) for a in architectures):
+        # The checkpoint's own code says what it is: the auto class its config maps the architecture to.
+        if "AutoModelForSequenceClassification" in auto_map:
+            return "reward"
+        if "AutoModelForCausalLM" in auto_map:
+            return "lm"
     if any(a.endswith(("ForSequenceClassification", "ForRewardModelWithGating", "ForScore")) for a in architectures):
         return "reward"
     if resolved.gguf_file or any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in architectures):
@@ -125,7 +132,7 @@ def infer_kind(spec: str, *, revision: str | None = None, trust_remote_code: boo
         _, _, config = _files_and_config(resolved, trust_remote_code)
     except (OSError, ValueError, KeyError, EOFError) as err:
         raise UserError(f"cannot load model '{spec}': {str(err).splitlines()[0][:200]}") from None
-    return _infer_kind(config, resolved)
+    return _infer_kind(config, resolved, trust_remote_code)
 
 
 def _known_architecture(name: str) -> bool:
@@ -152,7 +159,11 @@ def _load_weights(
         raise UserError(
             f"the remote code of model '{spec}' does not import: {str(err).splitlines()[0][:200]}"
         ) from None
-    missing = sorted(k for k in info.get("missing_keys", ()) if not k.startswith(allow_missing))
+    # Keys whose checkpoint tensor had another shape are re-initialised too: as missing as absent ones.
+    reinitialised = [str(key[0] if isinstance(key, tuple) else key) for key in info.get("mismatched_keys", ())]
+    missing = sorted(
+        k for k in [*info.get("missing_keys", ()), *reinitialised] if not k.startswith(allow_missing)
+    )
     if missing:
         architecture = type(model).__name__
         raise UserError(
@@ -205,7 +216,9 @@ def load_model(
     except (OSError, ValueError, KeyError, EOFError) as err:
         raise UserError(f"cannot load model '{spec}': {str(err).splitlines()[0][:200]}") from None
 
-    model_kind: ModelKind = "reward" if random_score_head_seed is not None else _infer_kind(config, resolved)
+    model_kind: ModelKind = (
+        "reward" if random_score_head_seed is not None else _infer_kind(config, resolved, trust_remote_code)
+    )
     if kind == "lm":
         model_kind = "lm"
     elif kind == "reward" and model_kind != "reward":
