@@ -378,11 +378,11 @@ class GatedHead:
             out = out.reshape(self.num_objectives, self.num_quantiles).mean(dim=-1)
         return out
 
-    def score(self, hidden: torch.Tensor, ids: Sequence[int]) -> float:
-        """The score of one sequence from its final hidden states [T, H]."""
+    def score(self, hidden: torch.Tensor, ids: Sequence[int], reward_at: int = -1) -> float:
+        """The score of one sequence from its final hidden states [T, H], rewards read at `reward_at`."""
         hidden = hidden.double()
         gate = self.gate(hidden[gating_position(ids)])
-        adjusted = self.rewards(hidden[-1]) @ self.tensors["reward_transform_matrix"]
+        adjusted = self.rewards(hidden[reward_at]) @ self.tensors["reward_transform_matrix"]
         return float((gate * adjusted).sum())
 
     def without_running_stats(self) -> GatedHead:
@@ -411,6 +411,7 @@ class GatedReference:
         self.backbone = LlamaModel(LlamaConfig.from_pretrained(str(model_dir)))
         self.backbone.load_state_dict(backbone_state, strict=True)
         self.backbone.float().eval()
+        self.pad_token_id: int | None = raw.get("pad_token_id")
         head_tensors = {k: v.double() for k, v in tensors.items() if not k.startswith("model.")}
         self.head = GatedHead(
             layout=layout,
@@ -427,7 +428,13 @@ class GatedReference:
 
     def scores(self, sequences: Sequence[Sequence[int]], head: GatedHead | None = None) -> list[float]:
         head = head or self.head
-        return [head.score(self.hidden_states(ids), ids) for ids in sequences]
+        return [head.score(self.hidden_states(ids), ids, self.reward_position(ids)) for ids in sequences]
+
+    def reward_position(self, ids: Sequence[int]) -> int:
+        """As published: the index before the first pad id, modulo the length (-1, the last, without one)."""
+        if self.pad_token_id is None or self.pad_token_id not in ids:
+            return len(ids) - 1
+        return (list(ids).index(self.pad_token_id) - 1) % len(ids)
 
 
 # -- the model's own forward -------------------------------------------------------------------------------------

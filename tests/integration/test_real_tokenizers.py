@@ -343,6 +343,30 @@ def test_qrm_under_reward_bench_class_name_reads_the_same(
     np.testing.assert_allclose(scores, expected[:12], atol=TOLERANCE, rtol=0)
 
 
+def test_gated_with_pad_equal_to_end_of_turn_reads_where_published(
+    tmp_path: Path,
+    gated_rm: Callable[[GatedLayout, str], Path],
+    scorer_of: Callable[[Path], ModelScorer],
+    tokenizer_of: Callable[[str], Any],
+) -> None:
+    """pad = <|eot_id|>: the published forward reads the rewards before the FIRST end of turn, in the prompt."""
+    import shutil
+
+    directory = tmp_path / "armorm-pad-eot"
+    shutil.copytree(gated_rm("armorm", "llama3_1"), directory)
+    config = json.loads((directory / "config.json").read_text(encoding="utf-8"))
+    config["pad_token_id"] = end_of_turn_id(tokenizer_of("llama3_1"))
+    (directory / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    scorer = scorer_of(directory)
+    requests = scorer.token_requests("Hi?", range(1000, 1012)) + scorer.text_requests("Hi?", ["love"])
+    reference = GatedReference(directory)
+    assert all(reference.reward_position(r.ids) < len(r.prompt_ids) for r in requests)
+    expected = np.asarray(reference.scores([r.ids for r in requests]))
+    for engine, batch_size in (("reference", None), ("cached", 5), ("batched", 3)):
+        scores = scorer.score_requests(requests, engine=engine, batch_size=batch_size)
+        np.testing.assert_allclose(scores, expected, atol=TOLERANCE, rtol=0)
+
+
 def test_a_gated_sequence_without_the_gating_pattern_exits_2(
     gated_rm: Callable[[GatedLayout, str], Path], run_cli: Callable[..., Any]
 ) -> None:
