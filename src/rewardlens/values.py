@@ -2,8 +2,9 @@
 
 `analyze_value_files` is what `rewardlens analyze values` runs: read any mix of runs and score CSVs,
 rank the lexicon's words, fit the statistics (`rewardlens.analysis.values`), and write into OUT:
-`summary.csv`, `mixed_model.csv` (unless skipped, with the reason in the notes), `tests.csv`,
-`model_medians.csv`, `prompt_medians.csv`, `ranks.parquet`, `values.png`/`.pdf` and `analysis.json`.
+`conclusions.csv` (one row per claim, with the unit it is tested at), `summary.csv`, `mixed_model.csv` (unless
+skipped, with the reason in the notes), `tests.csv`, `model_medians.csv`, `prompt_medians.csv`, `ranks.parquet`,
+`values.png`/`.pdf` and `analysis.json`.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import pandas as pd
 
 from rewardlens import __version__
 from rewardlens.analysis.family import assign_families, parse_family_options
-from rewardlens.analysis.values import Compare, ValueAnalysis, analyze_values
+from rewardlens.analysis.values import Compare, ValueAnalysis, WordSet, analyze_values
 from rewardlens.errors import UserError
 from rewardlens.imports import load_scored_inputs, require_framing
 from rewardlens.lexicons import load_lexicon
@@ -49,12 +50,19 @@ def analyze_value_files(
     n_permutations: int = 10_000,
     seed: int = 0,
     prompts: str | None = None,
+    words: WordSet = "common",
 ) -> ValueReport:
-    """Analyse runs and score CSVs (one model each) and write every output into `out`."""
+    """Analyse runs and score CSVs (one model each) and write every output into `out`.
+
+    `words="common"` ranks only the lexicon words that every model scored (one word set, comparable ranks);
+    `"all"` ranks each model's own matches.
+    """
     if not inputs:
         raise UserError("give at least one run directory or score CSV")
     if compare not in ("auto", "families", "categories"):
         raise UserError(f"--compare {compare!r}: use families or categories")
+    if words not in ("common", "all"):
+        raise UserError(f"--words {words!r}: use common or all")
     overrides = parse_family_options(families)
     prompt_set = load_prompts(prompts) if prompts else None
     scored = load_scored_inputs(inputs, prompt_set)
@@ -64,11 +72,12 @@ def analyze_value_files(
     assigned = assign_families({item.model: item.aliases for item in scored}, overrides)
     chosen_lexicon = load_lexicon(lexicon)
     frame = pd.concat([item.frame for item in scored], ignore_index=True)
-    analysis = analyze_values(frame, chosen_lexicon, assigned, compare, n_permutations, seed)
+    analysis = analyze_values(frame, chosen_lexicon, assigned, compare, n_permutations, seed, words)
     files = write_value_analysis(analysis, out)
     meta = {
         "lexicon": analysis.lexicon,
         "compare": analysis.compare,
+        "words": words,
         "permutations": n_permutations,
         "seed": seed,
         "inputs": {item.model: item.source for item in scored},
@@ -90,6 +99,7 @@ def write_value_analysis(analysis: ValueAnalysis, out: str | os.PathLike[str]) -
     except OSError as err:
         raise UserError(f"cannot create output directory {directory}: {err.strerror or err}") from err
     tables: dict[str, pd.DataFrame | None] = {
+        "conclusions.csv": analysis.conclusions,
         "summary.csv": analysis.summary,
         "mixed_model.csv": analysis.mixed_model,
         "tests.csv": analysis.tests,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from collections.abc import Callable
@@ -77,8 +78,8 @@ def test_published_ten_rms_reproduce_the_paper(tmp_path: Path, published_dir: Pa
     files = sorted(published_dir.glob("*.csv"))
     report = analyze_value_files(files, "big2-nouns", tmp_path / "out", n_permutations=2000, seed=0)
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
-        "analysis.json", "mixed_model.csv", "model_medians.csv", "prompt_medians.csv", "ranks.parquet",
-        "summary.csv", "tests.csv", "values.pdf", "values.png",
+        "analysis.json", "conclusions.csv", "mixed_model.csv", "model_medians.csv", "prompt_medians.csv",
+        "ranks.parquet", "summary.csv", "tests.csv", "values.pdf", "values.png",
     ]
     assert sorted(report.families.values()).count("gemma") == 4
     summary = pd.read_csv(tmp_path / "out" / "summary.csv").set_index(["framing", "category", "family"])
@@ -92,8 +93,11 @@ def test_published_ten_rms_reproduce_the_paper(tmp_path: Path, published_dir: Pa
     mixed = pd.read_csv(tmp_path / "out" / "mixed_model.csv")
     published = mixed[mixed["structure"] == PUBLISHED_STRUCTURE].set_index("term")
     assert published.loc[THREE_WAY, "p_value"] < 1e-6  # the paper's inference, reproduced
-    # The defensible inference: family differences tested across the ten models.
+    # The defensible inference: family differences tested across the ten models (also in conclusions.csv).
     conclusions = report.analysis.conclusions
+    written = pd.read_csv(tmp_path / "out" / "conclusions.csv", keep_default_na=False, na_values=[""])
+    assert list(written.columns) == list(conclusions.columns) and len(written) == len(conclusions)
+    pd.testing.assert_series_equal(written["p_value"], conclusions["p_value"].astype(float), check_names=False)
     across = conclusions[(conclusions["unit"] == "model") & (conclusions["scope"] == "all")]
     contrasts = across[across["claim"] == FAMILY_CONTRAST]
     assert set(contrasts["framing"]) == {"positive", "negative"} and len(contrasts) == 4  # permutation, Welch
@@ -131,6 +135,40 @@ def test_cli_analyze_values_on_a_mix_of_run_and_csv(
     assert set(families) == {"gemma", "llama"}
     conclusions = pd.read_csv(out / "conclusions.csv")
     assert set(conclusions["unit"]) == {"word"} and conclusions["scope"].nunique() == 3
+
+
+def test_cli_words_all_ranks_each_models_own_matches(
+    tmp_path: Path, published_dir: Path, run_cli: Callable[..., CliResult]
+) -> None:
+    full = published_dir / "big2_rewards_nicolinho_QRM-Llama3.1-8B.csv"
+    wide = pd.read_csv(published_dir / "big2_rewards_Ray2333_GRM-Llama3.2-3B-rewardmodel-ft.csv")
+    dropped = set(wide["response"].iloc[:30].str.strip().str.casefold())
+    partial = tmp_path / "partial.csv"
+    wide.iloc[30:].to_csv(partial, index=False)  # this model scored 30 fewer words
+    ranked = {}
+    for words in ("common", "all"):
+        out = tmp_path / words
+        result = run_cli(
+            "analyze", "values", str(full), str(partial), "--out", str(out), "--words", words,
+            "--compare", "categories", "--permutations", "20",
+        )
+        assert result.exit_code == 0, result.stderr
+        ranked[words] = pd.read_parquet(out / "ranks.parquet")
+        assert json.loads((out / "analysis.json").read_text())["words"] == words
+    vocabularies = {
+        words: table.groupby("model")["word"].agg(lambda w: set(w.str.casefold())) for words, table in ranked.items()
+    }
+    qrm, grm = full.stem, "partial"
+    assert vocabularies["common"][qrm] == vocabularies["common"][grm] == vocabularies["all"][grm]
+    assert vocabularies["all"][qrm] - vocabularies["all"][grm] == dropped & vocabularies["all"][qrm]
+    assert len(dropped & vocabularies["all"][qrm]) > 20
+    # The scale follows the word set: the worst rank of QRM's words is its number of words ranked.
+    worst = {words: table[table["model"] == qrm]["rank"].max() for words, table in ranked.items()}
+    assert worst["all"] - worst["common"] == len(dropped & vocabularies["all"][qrm])
+    assert_user_error(
+        run_cli("analyze", "values", str(full), "--words", "some", "--out", str(tmp_path / "bad")),
+        "--words 'some'",
+    )
 
 
 def test_cli_lexicons_lists_bundled(run_cli: Callable[..., CliResult]) -> None:

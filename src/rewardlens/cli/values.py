@@ -109,6 +109,12 @@ def analyze_values(
     prompts: Annotated[
         str | None, typer.Option("--prompts", help="Prompts file giving framings of non-value54 ids.")
     ] = None,
+    words: Annotated[
+        str,
+        typer.Option(
+            "--words", help="common: rank only the words every model scored; all: each model's own matches."
+        ),
+    ] = "common",
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Value bias: ranks of a lexicon's words, conclusions at their units, mixed models, tests, figure."""
@@ -117,6 +123,8 @@ def analyze_values(
 
     if compare not in ("auto", "families", "categories"):
         raise UserError(f"--compare {compare!r}: use families, categories or auto")
+    if words not in ("common", "all"):
+        raise UserError(f"--words {words!r}: use common or all")
     with _console.status("analysing value bias ..."):
         report = analyze_value_files(
             [str(path) for path in inputs],
@@ -127,11 +135,9 @@ def analyze_values(
             n_permutations=permutations,
             seed=seed,
             prompts=prompts,
+            words=words,  # type: ignore[arg-type]  # checked above
         )
     analysis = report.analysis
-    # analyze_value_files writes the other tables; conclusions.csv is written here until it does.
-    conclusions_csv = report.out / "conclusions.csv"
-    analysis.conclusions.to_csv(conclusions_csv, index=False)
     if as_json:
         typer.echo(analysis.summary.to_json(orient="records", indent=2))
     else:
@@ -142,7 +148,7 @@ def analyze_values(
         _console.print(f"[yellow]note:[/] {note}")
     families = ", ".join(f"{m}: {f}" for m, f in sorted(report.families.items()))
     _console.print(f"families: {families}")
-    _console.print(f"wrote {', '.join(sorted([*report.files, conclusions_csv.name]))} to {report.out}")
+    _console.print(f"wrote {', '.join(sorted(report.files))} to {report.out}")
     if analysis.family_problem:
         raise UserError(analysis.family_problem)
 
