@@ -112,6 +112,12 @@ def test_audit_end_to_end_and_resume(
     assert sweep["token_id"].max() < 40 and sweep.groupby("prompt_id").size().nunique() == 1  # ids 0..39
     for lexicon, directory in result.value_dirs.items():
         assert (directory / "values.png").is_file() and (directory / "summary.csv").is_file(), lexicon
+        conclusions = pd.read_csv(directory / "conclusions.csv")  # written by write_value_analysis
+        assert set(conclusions["unit"]) == {"word"} and set(conclusions["scope"]) == {result.models[0].name}
+    # The report states the conclusions with their units, instead of the old permutation-test rows.
+    assert html.count("Conclusions, each at the unit it is tested at") == len(result.value_dirs)
+    assert "Within each model (unit: word;" in html and "<th>generalizes_to</th>" in html
+    assert "Permutation tests" not in html
     # One model, one family: categories are compared within the model, and the mixed model is skipped.
     tests = pd.read_csv(result.value_dirs["big2-nouns"] / "tests.csv")
     assert set(tests["comparison"]) == {"categories"}

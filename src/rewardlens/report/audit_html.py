@@ -5,13 +5,19 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import html
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from rewardlens.analysis.conclusions import FRAMING_DIFFERENCE
+
 TOP_K = 15
+CONCLUSION_ROWS = 60  # the rest are in conclusions.csv
+MAX_CONTRASTS_IN_WORDS = 3  # more category pairs (MFD: 45) are counted, not listed, in the sentences
+ALPHA = 0.05
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
@@ -21,6 +27,9 @@ th, td { border: 1px solid #ddd; padding: 2px 8px; text-align: left; vertical-al
 th { background: #f3f3f3; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .tokens { display: flex; gap: 1.5em; flex-wrap: wrap; } .note { color: #8a5300; }
 code { background: #f5f5f5; padding: 0 3px; } img { max-width: 100%; }
+.conclusions li { margin: .3em 0; } .conclusions table { width: 100%; font-size: .75em; }
+.conclusions td, .conclusions th { overflow-wrap: break-word; } .wide { overflow-x: auto; }
+.conclusions td:nth-child(2), .conclusions td:nth-child(10) { overflow-wrap: anywhere; }
 """
 
 
@@ -128,37 +137,171 @@ def _tokens_section(sweep: pd.DataFrame, manifest: Mapping[str, Any]) -> str:
 def _values_section(report: Any) -> str:
     analysis = report.analysis
     png = report.files.get("values.png")
-    parts = []
+    parts = [_conclusions_html(analysis.conclusions)]
     if png is not None and Path(png).is_file():
         parts.append(_png_img(Path(png), "value bias panels"))
     parts.extend(f"<p class='note'>note: {_escape(note)}</p>" for note in analysis.notes)
     parts.append("<h3>Mean over models of the median rank (1 = best)</h3>")
     parts.append(_summary_table(analysis.summary))
-    tests = analysis.tests
-    if not tests.empty:
-        shown = tests[tests["unit"] != "model"]
-        keys = ["framing", "category"] if analysis.compare == "families" else ["model", "framing"]
-        parts.append(f"<h3>Permutation tests ({_escape(analysis.compare)}, Bonferroni-adjusted)</h3>")
-        parts.append(
-            _table(
-                [*keys, "a", "b", "mean a", "mean b", "t", "p adj.", ""],
-                [
-                    [
-                        *(getattr(r, k) for k in keys),
-                        r.group_a,
-                        r.group_b,
-                        f"{r.mean_a:.1f}",
-                        f"{r.mean_b:.1f}",
-                        f"{r.t:.2f}",
-                        f"{r.p_bonferroni:.3g}",
-                        r.significance,
-                    ]
-                    for r in shown.itertuples(index=False)
-                ],
-            )
-        )
     parts.append(f"<p>Tables and figures: <code>{_escape(str(report.out))}</code></p>")
     return "".join(parts)
+
+
+def _conclusions_html(conclusions: pd.DataFrame) -> str:
+    """The conclusions in words, then their table: what each claim generalizes to, tested at which unit."""
+    if conclusions.empty:
+        return ""
+    sentences = "".join(f"<li>{_escape(sentence)}</li>" for sentence in conclusions_in_words(conclusions))
+    # Claims about families first: they are the ones read as being about reward models in general.
+    ordered = pd.concat([conclusions[conclusions["scope"] == "all"], conclusions[conclusions["scope"] != "all"]])
+    shown = ordered.head(CONCLUSION_ROWS)
+    rows = [
+        [
+            r.claim,
+            r.scope,
+            r.framing,
+            f"{_number(r.estimate)} [{_number(r.ci_low)}, {_number(r.ci_high)}]",
+            r.unit,
+            r.n_units,
+            r.test,
+            _p(r.p_value),
+            _p(r.p_adjusted),
+            r.generalizes_to,
+            "" if pd.isna(r.note) else r.note,
+        ]
+        for r in shown.itertuples(index=False)
+    ]
+    header = [
+        "claim", "scope", "framing", "estimate [95% CI]", "unit", "n_units", "test", "p", "p_adjusted",
+        "generalizes_to", "note",
+    ]
+    more = (
+        f"<p>first {CONCLUSION_ROWS} of {len(conclusions)} conclusions; all in conclusions.csv</p>"
+        if len(conclusions) > CONCLUSION_ROWS
+        else ""
+    )
+    return (
+        "<section class='conclusions'><h3>Conclusions, each at the unit it is tested at</h3>"
+        f"<ul>{sentences}</ul>"
+        "<p>Scales: percentile rank within model x prompt for the word and model units (lower = better); "
+        "median rank for the mixed models. p_adjusted: Holm over the rows of one claim, unit and test.</p>"
+        f"<div class='wide'>{_table(header, rows)}</div>{more}</section>"
+    )
+
+
+def conclusions_in_words(conclusions: pd.DataFrame) -> list[str]:
+    """One sentence per kind of claim: within each model (unit word), across models (unit model), and the
+    mixed models (the published one at unit prompt), each saying what it licenses."""
+    sentences = [
+        *_within_model_words(conclusions[conclusions["unit"] == "word"]),
+        *_across_model_words(conclusions),
+        *_mixed_model_words(conclusions),
+    ]
+    return [sentence for sentence in sentences if sentence]
+
+
+def _within_model_words(within: pd.DataFrame) -> list[str]:
+    within = within[within["p_adjusted"].notna()]
+    if within.empty:
+        return []
+    lead = (
+        "Within each model (unit: word; category labels permuted across the model's words; generalizes to new "
+        "words of these categories, for that model): "
+    )
+    if within["contrast"].nunique() > MAX_CONTRASTS_IN_WORDS:
+        significant = int((within["p_adjusted"] < ALPHA).sum())
+        return [
+            lead + f"{significant} of {len(within)} model x framing x category-pair contrasts differ "
+            f"(Holm p < {ALPHA}); see the table."
+        ]
+    clauses = []
+    for (contrast, framing), rows in within.groupby(["contrast", "framing"], sort=False):
+        first, second = (part.strip() for part in str(contrast).split(" - ", 1))
+        significant = rows[rows["p_adjusted"] < ALPHA]
+        clause = f"{contrast} differs in {len(significant)} of {len(rows)} models under {framing} framing"
+        if len(significant):
+            better_first = int((significant["estimate"] < 0).sum())  # lower percentile = ranked better
+            clause += f" ({first} ranked better in {better_first}, {second} in {len(significant) - better_first})"
+        clauses.append(clause)
+    return [lead + "; ".join(clauses) + f" (Holm p < {ALPHA})."]
+
+
+def _across_model_words(conclusions: pd.DataFrame) -> list[str]:
+    across = conclusions[(conclusions["unit"] == "model") & conclusions["test"].str.startswith("permutation")]
+    if across.empty:
+        return []
+    if len(across) > MAX_CONTRASTS_IN_WORDS * 3:
+        significant = int((across["p_value"] < ALPHA).sum())
+        return [
+            f"Across models (unit: model; family labels permuted across models): {significant} of {len(across)} "
+            f"family differences have p < {ALPHA}; see the table."
+        ]
+    sentences = []
+    for row in across.itertuples(index=False):
+        families, contrast = str(row.contrast).split(": ", 1)
+        sizes = str(row.note).split(":", 1)[0] if isinstance(row.note, str) and " vs " in row.note else ""
+        how = _permutation_kind(str(row.test))
+        where = "in how the framing changes" if row.framing == FRAMING_DIFFERENCE else f"under {row.framing} framing"
+        size = ", ".join(part for part in (sizes, how) if part)
+        verdict = _verdict(row.p_value, row.note)
+        sentences.append(
+            f"Across models (unit: model, {size}) the {families} difference in {contrast} {where} is "
+            f"{_number(row.estimate)} percentile points (95% CI {_number(row.ci_low)} to {_number(row.ci_high)}): "
+            f"{verdict}; {'established' if row.p_value < ALPHA else 'not established'} for {row.generalizes_to}."
+        )
+    return sentences
+
+
+def _permutation_kind(test: str) -> str:
+    exact = re.search(r"exact over all (\d+) relabellings", test)
+    if exact:
+        return f"exact permutation over {exact.group(1)} relabellings"
+    drawn = re.search(r"(\d+) random relabellings", test)
+    return f"permutation over {drawn.group(1)} random relabellings" if drawn else "permutation"
+
+
+def _verdict(p_value: float, note: Any) -> str:
+    if isinstance(note, str) and "can reach" in note:
+        floor = note.split(";", 1)[0].split(": ", 1)[-1]
+        return f"not testable at this unit ({floor}; p = {_p(p_value)})"
+    return f"{'significant' if p_value < ALPHA else 'not significant'} (p = {_p(p_value)})"
+
+
+def _mixed_model_words(conclusions: pd.DataFrame) -> list[str]:
+    mixed = conclusions[conclusions["test"].str.startswith("linear mixed model")]
+    three_way = mixed[mixed["framing"] == "interaction"]
+    rows = three_way if not three_way.empty else mixed
+    n_models = conclusions.loc[conclusions["unit"] == "word", "scope"].nunique()
+    sentences = []
+    for structure, group in rows.groupby(rows["claim"].str.extract(r"\((.*)\)$")[0], sort=False):
+        best = group.loc[group["p_value"].idxmin()]
+        term = "the family x category x framing term" if len(group) == 1 else f"the smallest of {len(group)} terms"
+        if best["unit"] == "prompt":
+            cells = int(best["n_units"])
+            per_model = f"{cells // n_models} prompts" if n_models and cells % n_models == 0 else "prompts"
+            name = "random-intercept" if str(structure).startswith("random intercept") else str(structure)
+            sentences.append(
+                f"The published {name} model (unit: prompt, treats each model's {per_model} as independent; "
+                f"{cells} model x prompt cells) gives p = {_p(best['p_value'])} for {term} — not evidence about "
+                "new reward models."
+            )
+        else:
+            sentences.append(
+                f"The same fixed effects with {structure} (unit: model, {int(best['n_units'])} models) give "
+                f"p = {_p(best['p_value'])} for {term}."
+            )
+    return sentences
+
+
+def _p(value: Any) -> str:
+    if value is None or pd.isna(value):
+        return "n/a"
+    number = float(value)
+    return f"{number:.0e}" if 0 < number < 1e-3 else f"{number:.2g}"
+
+
+def _number(value: Any) -> str:
+    return "n/a" if value is None or pd.isna(value) else f"{float(value):.1f}"
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
@@ -181,8 +324,11 @@ def _now() -> str:
 
 
 def value_dir_html(title: str, directory: Path) -> str:
-    """A report section from the files an `analyze values` run left in `directory` (figure and summary)."""
+    """A report section from the files an `analyze values` run left in `directory` (conclusions, figure, summary)."""
     parts = [f"<h2>{_escape(title)}</h2>"]
+    conclusions_path = directory / "conclusions.csv"
+    if conclusions_path.is_file():
+        parts.append(_conclusions_html(pd.read_csv(conclusions_path)))
     png = directory / "values.png"
     if png.is_file():
         parts.append(_png_img(png, title))
