@@ -11,7 +11,8 @@ teacher forcing, the cached engine reusing the prompt's KV). The policy (an inst
 its chat template with the generation prompt; the reference (a base model) reads `plain-nospace` by default:
 `User: {prompt}\\nAssistant:` as the prefix, the response after one space — the same text as the `plain`
 template, but the space belongs to the response's first token, as in running text (see
-`rewardlens.models.templates`). Both templates are recorded in `run.json`.
+`rewardlens.models.templates`). Both templates are recorded in `run.json`, with the one date that
+date-stamped templates render (never today's) and a sha1 of each template's prompt ids, as for sweeps.
 
 Vocabularies are aligned on decoded text, for one tokenizer as for two (`rewardlens.analysis.alignment`).
 The two templates start a response differently — the chat prefix ends in a newline, `plain-nospace` in
@@ -43,6 +44,7 @@ import pandas as pd
 from rewardlens.analysis.alignment import TEXT_RULES, TextAlignment, align_vocabularies, describe_rule
 from rewardlens.errors import UserError
 from rewardlens.lexicons import Lexicon, load_lexicon
+from rewardlens.models.templates import DATE_STRING_FORMAT, DEFAULT_DATE, parse_date
 from rewardlens.progress import Progress
 from rewardlens.prompts import Prompt
 
@@ -57,8 +59,8 @@ DEFAULT_POLICY_TEMPLATE = "chat"
 DEFAULT_REFERENCE_TEMPLATE = "plain-nospace"
 _NAMED_TEMPLATES = ("chat", "plain", "plain-nospace")
 
-# What makes two implicit runs "the same run"; all known before a model is loaded.
-IDENTITY_KEYS = (
+# What makes two implicit runs "the same run": these are known before a model is loaded.
+EARLY_IDENTITY_KEYS = (
     "kind_of_run",
     "model_spec",
     "prompts",
@@ -68,12 +70,16 @@ IDENTITY_KEYS = (
     "measure",
     "beta",
     "template_options",
+    "date",  # what date-stamped templates render: one date for both models, never today's
     "align",
     "text_rule",
     "alignment_rule",  # the rule's wording: a run aligned by an earlier rule is not resumed with this one
     "include_special",
     "model_options",
 )
+# Known once both models are loaded: each template's prompt ids (sha1 over the prompts, as for sweeps) catch
+# another tokenizer or renderer behind the same template options and date.
+IDENTITY_KEYS = (*EARLY_IDENTITY_KEYS, "rendered_prefix_ids")
 
 
 # -- the measures ------------------------------------------------------------------------------------------
@@ -125,13 +131,16 @@ def require_language_model(scorer: ModelScorer, role: str) -> None:
         raise _not_a_language_model(role, scorer.name)
 
 
-def _loaded_language_model(spec: str, role: str, template: str, model_options: dict[str, Any]) -> Any:
+def _loaded_language_model(
+    spec: str, role: str, template: str, model_options: dict[str, Any], date: str = DEFAULT_DATE
+) -> Any:
     """A log-probability scorer, or None when `spec` is a reward model."""
     from rewardlens.models.loading import load_model
     from rewardlens.models.templates import make_template
     from rewardlens.scorers import ModelScorer
 
     _check_template_option(template, role)
+    fixed_date = parse_date(date)  # a bad date fails before a slow load
     loaded = load_model(spec, **model_options)
     if loaded.kind != "lm":
         return None
@@ -139,12 +148,13 @@ def _loaded_language_model(spec: str, role: str, template: str, model_options: d
         raise UserError(
             f"the {role} model '{spec}' has no chat template; pass --{role}-template plain-nospace, plain or FILE"
         )
-    return ModelScorer(loaded, make_template(loaded.tokenizer, template))
+    return ModelScorer(loaded, make_template(loaded.tokenizer, template, date=fixed_date))
 
 
-def load_language_model(spec: str, role: str, template: str, **model_options: Any) -> Any:
-    """A log-probability scorer for the policy or the reference; one-line errors name the role's option."""
-    scorer = _loaded_language_model(spec, role, template, model_options)
+def load_language_model(spec: str, role: str, template: str, date: str = DEFAULT_DATE, **model_options: Any) -> Any:
+    """A log-probability scorer for the policy or the reference; one-line errors name the role's option.
+    `date` fixes what a date-stamped template renders (as `make_template`)."""
+    scorer = _loaded_language_model(spec, role, template, model_options, date)
     if scorer is None:
         raise _not_a_language_model(role, spec)
     return scorer
@@ -393,6 +403,7 @@ def _early_identity(
     measure: str,
     beta: float,
     templates: tuple[str, str],
+    date: str,
     align: str,
     text_rule: str,
     include_special: bool,
@@ -412,6 +423,7 @@ def _early_identity(
         "measure": measure,
         "beta": beta,
         "template_options": {"policy": templates[0], "reference": templates[1]},
+        "date": date,
         "align": align if lexicon is None else None,
         "text_rule": text_rule if lexicon is None else None,
         "alignment_rule": alignment_rule(align, text_rule) if lexicon is None else None,
@@ -428,9 +440,30 @@ def _spec_and_template(model: Any, template: str, role: str) -> tuple[str, str]:
     return _spec_of(model), str(model.template.source)
 
 
-def _as_scorer(model: Any, role: str, template: str, model_options: dict[str, Any]) -> Any:
+def _date_string(date: str) -> str:
+    """A date option as templates render it and runs record it ("01 Dec 2024")."""
+    return parse_date(date).strftime(DATE_STRING_FORMAT)
+
+
+def run_date(policy: Any, reference: Any, date: str) -> str:
+    """The one date both templates render ("26 Jul 2024"): `date` for a model to load, a loaded scorer's own
+    template's date otherwise. Two dates would make the log-ratio measure the date too, so they are refused."""
+    option = _date_string(date)
+    policy_date, reference_date = (
+        option if isinstance(model, str | os.PathLike) else str(model.template.date_string)
+        for model in (policy, reference)
+    )
+    if policy_date != reference_date:
+        raise UserError(
+            f"the policy's template renders the date {policy_date} and the reference's {reference_date}; "
+            "give both one date"
+        )
+    return policy_date
+
+
+def _as_scorer(model: Any, role: str, template: str, model_options: dict[str, Any], date: str) -> Any:
     if isinstance(model, str | os.PathLike):
-        return load_language_model(os.fspath(model), role, template, **model_options)
+        return load_language_model(os.fspath(model), role, template, date, **model_options)
     require_language_model(model, role)
     return model
 
@@ -447,6 +480,7 @@ def run_implicit(
     beta: float = 1.0,
     policy_template: str = DEFAULT_POLICY_TEMPLATE,
     reference_template: str = DEFAULT_REFERENCE_TEMPLATE,
+    date: str = DEFAULT_DATE,
     align: str = "text",
     text_rule: str = "stripped",
     include_special: bool = False,
@@ -460,12 +494,13 @@ def run_implicit(
     """Implicit rewards of a policy against a reference into a run in `out_dir` (resumed if it is there).
 
     `policy` and `reference` are model specs (loaded with `model_options` as `load_model`: dtype, device,
-    trust_remote_code, revision) or loaded language-model scorers (whose own templates then apply).
-    Exactly one of `vocab` and `lexicon` chooses the responses.
+    trust_remote_code, revision; their templates render `date` where they are date-stamped) or loaded
+    language-model scorers (whose own templates and dates then apply). Exactly one of `vocab` and `lexicon`
+    chooses the responses.
     """
     from rewardlens.engine import check_batch_size, check_engine
     from rewardlens.runs import RunStore
-    from rewardlens.sweep import check_prompts
+    from rewardlens.sweep import check_prompts, template_identity
     from rewardlens.words import shard_name, word_table
 
     prompts = check_prompts(prompts)
@@ -473,6 +508,7 @@ def run_implicit(
     check_engine(engine)
     check_batch_size(batch_size)
     check_alignment(align, text_rule)
+    the_date = run_date(policy, reference, date)
     chosen = _choose_responses(vocab, lexicon)
     words = word_table(chosen) if chosen is not None else None
     policy_spec, policy_template = _spec_and_template(policy, policy_template, "policy")
@@ -486,6 +522,7 @@ def run_implicit(
         measure,
         beta,
         (policy_template, reference_template),
+        the_date,
         align,
         text_rule,
         include_special,
@@ -493,14 +530,14 @@ def run_implicit(
     )
     from rewardlens.runs.store import refuse_other_run
 
-    refuse_other_run(out_dir, identity, IDENTITY_KEYS, overwrite)  # before spending time on loading the models
+    refuse_other_run(out_dir, identity, EARLY_IDENTITY_KEYS, overwrite)  # before spending time on loading the models
 
     if on_loading:
         on_loading(policy_spec)
-    policy_scorer = _as_scorer(policy, "policy", policy_template, model_options)
+    policy_scorer = _as_scorer(policy, "policy", policy_template, model_options, the_date)
     if on_loading:
         on_loading(reference_spec)
-    reference_scorer = _as_scorer(reference, "reference", reference_template, model_options)
+    reference_scorer = _as_scorer(reference, "reference", reference_template, model_options, the_date)
     pairing: VocabularyPairing | None = None
     if words is None:
         pairing = pair_vocabularies(policy_scorer, reference_scorer, align, text_rule, include_special)
@@ -511,6 +548,10 @@ def run_implicit(
     model_name = f"implicit:{policy_scorer.name}|{reference_scorer.name}"
     manifest = {
         **identity,
+        "rendered_prefix_ids": {
+            role: template_identity(scorer, prompts)["rendered_prefix_ids"]
+            for role, scorer in (("policy", policy_scorer), ("reference", reference_scorer))
+        },
         "model": model_name,
         "kind": "implicit",
         "score_definition": score_definition(measure, beta, identity["responses"]),
@@ -574,6 +615,23 @@ def _run_frame(values: pd.DataFrame, model: str, prompt: Prompt, measure: str, b
 
 
 # -- audit -------------------------------------------------------------------------------------------------------
+def refuse_finished_run_of_another_date(run: Path, model_spec: str, date: str, sequences: str | None = None) -> None:
+    """Audits and studies skip a finished run without loading its model; one scored with another date (or
+    other sequences) is refused instead of being taken for this one (an unfinished one is refused when resumed)."""
+    from rewardlens.runs import is_complete_run, read_manifest
+
+    if not is_complete_run(run, model_spec):
+        return
+    manifest = read_manifest(run)
+    wanted = {"date": date} if sequences is None else {"sequences": sequences, "date": date}
+    for key, value in wanted.items():
+        if manifest.get(key) != value:
+            raise UserError(
+                f"{run} was scored with {key} {manifest.get(key)!r}, not {value!r}; give another --out "
+                "(or remove that run)"
+            )
+
+
 @dataclass
 class ImplicitAudit:
     """What `implicit_for_audit` wrote: per audited model its runs, per lexicon the value analysis."""
@@ -610,6 +668,7 @@ def implicit_for_audit(
     n_permutations: int = 10_000,
     seed: int = 0,
     policy_template: str = DEFAULT_POLICY_TEMPLATE,
+    date: str = DEFAULT_DATE,
     engine: str = "cached",
     batch_size: int | None = None,
     phase: Callable[[str, int, int], Callable[[int], None]] | None = None,
@@ -623,7 +682,8 @@ def implicit_for_audit(
 
     The policy is the audited model (`policy_template`, default its chat template), the reference reads
     `plain-nospace` and is loaded once; a reward model has no implicit reward and is skipped with a note.
-    Finished runs are not recomputed; the value family of an implicit run is its policy's.
+    Both templates render `date` where they are date-stamped. Finished runs are not recomputed (one finished
+    with another date is refused); the value family of an implicit run is its policy's.
     """
     from rewardlens.audit import SWEEP_PROMPTS, WORD_PROMPTS
     from rewardlens.layout import lexicon_slug, model_slug
@@ -633,6 +693,7 @@ def implicit_for_audit(
 
     if not models:
         raise UserError("give at least one model to compare with the reference")
+    the_date = _date_string(date)
     for lexicon in lexicons:
         load_lexicon(lexicon)  # a bad lexicon fails now, not after the scoring
     options = {k: v for k, v in model_options.items() if k in ("revision", "dtype", "device", "trust_remote_code")}
@@ -647,13 +708,17 @@ def implicit_for_audit(
     for spec in models:
         directory = root / "models" / model_slug(spec)
         runs = [directory / name for name, _, _ in responses]
+        for run in runs:
+            refuse_finished_run_of_another_date(run, implicit_model_spec(spec, reference), the_date)
         if not all(is_complete_run(run, implicit_model_spec(spec, reference)) for run in runs):
-            policy_scorer = _loaded_language_model(spec, "policy", policy_template, options)
+            policy_scorer = _loaded_language_model(spec, "policy", policy_template, options, the_date)
             if policy_scorer is None:
                 result.notes.append(f"{spec} is a reward model: it has no implicit reward (that needs an LM)")
                 continue
             if reference_scorer is None:
-                reference_scorer = load_language_model(reference, "reference", DEFAULT_REFERENCE_TEMPLATE, **options)
+                reference_scorer = load_language_model(
+                    reference, "reference", DEFAULT_REFERENCE_TEMPLATE, the_date, **options
+                )
             for run, (_, prompts, words) in zip(runs, responses, strict=True):
                 what = "vocabulary" if words is None else f"{words} words"
                 done = len(shard_files(run))

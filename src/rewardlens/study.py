@@ -19,6 +19,7 @@ A study file:
 
     name: my-study
     defaults: {dtype: bfloat16, revision: main}      # applied to every model (a model's own keys win)
+                                                     # date: 1 Dec 2024 fixes what date-stamped templates render
     models:
       - model: Skywork/Skywork-Reward-Llama-3.1-8B-v0.2
       - model: RLHFlow/ArmoRM-Llama3-8B-v0.1
@@ -31,6 +32,7 @@ A study file:
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -42,6 +44,7 @@ import yaml
 
 from rewardlens.errors import UserError
 from rewardlens.layout import ModelRuns, lexicon_slug, model_slug
+from rewardlens.models.templates import DATE_STRING_FORMAT, DEFAULT_DATE, SEQUENCES, parse_date
 from rewardlens.progress import PhaseProgress, no_progress
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
@@ -55,6 +58,8 @@ MODEL_KEYS = (
     "dtype",
     "trust_remote_code",
     "template",
+    "date",
+    "sequences",
     "batch_size",
     "kind",
     "include_end",
@@ -96,6 +101,8 @@ class StudyModel:
     dtype: str = "auto"
     trust_remote_code: bool = False
     template: str | None = None
+    date: str = DEFAULT_DATE  # what a date-stamped template renders, as its run.json records it
+    sequences: str = "exact"
     batch_size: int | None = None
     kind: str = "auto"
     include_end: bool = False
@@ -113,6 +120,8 @@ class StudyModel:
             "trust_remote_code": self.trust_remote_code,
             "kind": self.kind,
             "template": self.template,
+            "date": self.date,
+            "sequences": self.sequences,
             "include_end": self.include_end,
         }
         if self.device_map is not None:
@@ -248,6 +257,22 @@ def _choice(value: Any, choices: Sequence[str], source: str, path: str) -> str:
     return str(value)
 
 
+def _date_string(date: str) -> str:
+    """A `--date` as runs record it and templates render it ("01 Dec 2024"), so that runs compare by day."""
+    return parse_date(date).strftime(DATE_STRING_FORMAT)
+
+
+def _date(value: Any, source: str, path: str) -> str:
+    """A study's date; YAML reads an unquoted 2024-12-01 as a date already."""
+    if isinstance(value, dt.date):
+        return value.strftime(DATE_STRING_FORMAT)
+    text = _typed(value, str, source, path, "a date such as 26 Jul 2024")
+    try:
+        return _date_string(text)
+    except UserError as err:
+        raise UserError(f"{source}: {path}: {err}") from None
+
+
 def _local_path(spec: str, base: Path | None) -> str:
     """A spec relative to the study file's folder where such a file exists there; else unchanged."""
     if base is not None and not os.path.isabs(spec):
@@ -300,6 +325,8 @@ def _model(entry: Any, defaults: dict[str, Any], index: int, source: str, base: 
         dtype=_choice(merged.get("dtype", "auto"), DTYPES, source, f"{path}.dtype"),
         trust_remote_code=bool(merged.get("trust_remote_code", False)),
         template=_local_path(template, base) if template else None,
+        date=_date(merged.get("date", DEFAULT_DATE), source, f"{path}.date"),
+        sequences=_choice(merged.get("sequences", "exact"), SEQUENCES, source, f"{path}.sequences"),
         batch_size=batch_size,
         kind=_choice(merged.get("kind", "auto"), KINDS, source, f"{path}.kind"),
         include_end=bool(merged.get("include_end", False)),
@@ -375,6 +402,8 @@ def parse_study(document: Any, source: str = "study", base: Path | None = None) 
     """Validate a study (the parsed YAML); every problem is one line naming the key."""
     top = _check_keys(document, TOP_KEYS, source, "")
     defaults = _check_keys(top.get("defaults") or {}, DEFAULT_KEYS, source, "defaults")
+    if "date" in defaults:  # checked here too: a study of implicit rewards has no models to check it
+        defaults["date"] = _date(defaults["date"], source, "defaults.date")
     entries = top.get("models")
     if entries is None and top.get("implicit") is not None and top.get("sweep") is None and top.get("words") is None:
         entries = []  # a study of implicit rewards only: its models are the pairs
@@ -436,7 +465,9 @@ def parse_study(document: Any, source: str = "study", base: Path | None = None) 
         sweep=sweep,
         words=words,
         implicit=implicit,
-        implicit_options={key: defaults[key] for key in ("dtype", "device", "trust_remote_code") if key in defaults},
+        implicit_options={
+            key: defaults[key] for key in ("dtype", "device", "trust_remote_code", "date") if key in defaults
+        },
         analyses=analyses,
         engine=_choice(top.get("engine", "cached"), ENGINES, source, "engine"),
         permutations=permutations,
@@ -494,6 +525,8 @@ def audit_study(
         load_lexicon(lexicon)  # a bad lexicon fails now, not after an hour of scoring
     load_prompts(sweep_prompts)
     load_prompts(word_prompts)
+    if "date" in model_options:
+        model_options["date"] = _date_string(model_options["date"])
     entries = tuple(
         StudyModel(spec=spec, name=model_slug(spec), batch_size=batch_size, **model_options) for spec in models
     )
@@ -549,6 +582,22 @@ def _write_study_file(study: Study, root: Path) -> None:
     temporary.replace(target)
 
 
+def _refuse_finished_runs_of_other_dates(study: Study, root: Path) -> None:
+    """A finished job is skipped without loading its model, so the date and sequences it was scored with are
+    checked here, before anything is written (an unfinished one is checked by its run store when resumed)."""
+    from rewardlens.implicit import implicit_model_spec, refuse_finished_run_of_another_date
+
+    for model in study.models:
+        runs = _runs_of(study, model, root)
+        for path in ([runs.sweep_dir] if study.sweep else []) + list(runs.word_dirs.values()):
+            refuse_finished_run_of_another_date(path, model.spec, model.date, model.sequences)
+    if study.implicit:
+        date = study.implicit_options.get("date", DEFAULT_DATE)
+        for pair in study.implicit.pairs:
+            path = root / "implicit" / pair.name
+            refuse_finished_run_of_another_date(path, implicit_model_spec(pair.policy, pair.reference), date)
+
+
 def run_study(
     study: Study,
     out: str | os.PathLike[str],
@@ -562,6 +611,7 @@ def run_study(
     from rewardlens.runs import is_complete_run
 
     root = Path(out)
+    _refuse_finished_runs_of_other_dates(study, root)
     _write_study_file(study, root)
     sweep_prompts = load_prompts(study.sweep.prompts) if study.sweep else []
     word_prompts = load_prompts(study.words.prompts) if study.words else []

@@ -12,11 +12,19 @@ import typer
 from rich.console import Console
 
 from rewardlens.cli.apps import app, bench_app
-from rewardlens.cli.options import BatchSizeOption, DeviceOption, DtypeOption, EngineOption, TrustRemoteCodeOption
+from rewardlens.cli.options import (
+    BatchSizeOption,
+    DateOption,
+    DeviceOption,
+    DtypeOption,
+    EngineOption,
+    TrustRemoteCodeOption,
+)
 from rewardlens.cli.progress import bar_columns, transient_progress
 from rewardlens.cli.study import GpusPerWorkerOption, RayOption, WorkersOption, ray_options
 from rewardlens.cli.sweep import _prompts, summary_fields
 from rewardlens.errors import UserError
+from rewardlens.models.templates import DEFAULT_DATE
 
 PolicyOption = Annotated[
     str, typer.Option("--policy", help="The instruction-tuned language model (spec as for --model).")
@@ -56,6 +64,7 @@ def implicit(
     beta: Annotated[float, typer.Option("--beta", help="Scale of the log-ratio.")] = 1.0,
     policy_template: PolicyTemplateOption = "chat",
     reference_template: ReferenceTemplateOption = "plain-nospace",
+    date: DateOption = DEFAULT_DATE,
     align: Annotated[
         str,
         typer.Option(
@@ -112,6 +121,7 @@ def implicit(
             beta=beta,
             policy_template=policy_template,
             reference_template=reference_template,
+            date=date,
             align=align,
             text_rule=text_rule,
             include_special=include_special,

@@ -333,6 +333,8 @@ def audit(
     trust_remote_code: TrustRemoteCodeOption = False,
     kind: KindOption = "auto",
     template: TemplateOption = None,
+    date: DateOption = DEFAULT_DATE,
+    sequences: SequencesOption = "exact",
     ray: RayOption = None,
     workers: WorkersOption = None,
     gpus_per_worker: GpusPerWorkerOption = 1.0,
@@ -372,6 +374,8 @@ def audit(
             trust_remote_code=trust_remote_code,
             kind=kind,
             template=template,
+            date=date,
+            sequences=sequences,
         )
         with display:
             result = run_study(plan, out, ray=cluster, phase=phase)
@@ -393,6 +397,8 @@ def audit(
                 trust_remote_code=trust_remote_code,
                 kind=kind,
                 template=template,
+                date=date,
+                sequences=sequences,
             )
     notes, value_dirs = list(result.notes), dict(result.value_dirs)
     if reference:
@@ -411,6 +417,7 @@ def audit(
                 n_permutations=permutations,
                 seed=seed,
                 policy_template=template or "chat",
+                date=date,
                 engine=engine,
                 batch_size=batch_size,
                 phase=implicit_phase,
