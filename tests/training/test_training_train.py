@@ -16,7 +16,7 @@ from planted import AGENCY, COMMUNION, planted_pairs, write_jsonl
 from rewardlens.errors import UserError
 from rewardlens.scorers import load_scorer
 from rewardlens.training import TrainingConfig, load_preference_data, train_reward_model
-from rewardlens.training.train import TrainResult, reward_at_last_token, tokenize_pairs
+from rewardlens.training.train import TrainResult, tokenize_pairs
 
 TINY = dict(epochs=3, learning_rate=1e-2, batch_size=8, max_length=64, log_every=1)
 
@@ -84,21 +84,23 @@ def test_run_json_records_data_recipe_versions_and_losses(trained: TrainResult) 
 
 
 def test_training_reads_the_reward_where_scoring_reads_it(trained: TrainResult) -> None:
-    """Llama pads with its end-of-turn token: HF pooling would read the token before it; ours reads the last one."""
+    """Llama pads with its end-of-turn token: the checkpoint's own (HF) pooling reads the token before it, and so
+    do training (TRL runs that forward) and scoring; reading at the last token would be another reward."""
     scorer = load_scorer(str(trained.final_checkpoint))
     prompt = "What is the best thing in the world?"
-    ids = [scorer.template.conversation_ids(prompt, text) for text in ("love", "quick brown fox power")]
+    texts = ["love", "quick brown fox power"]
+    ids = [scorer.template.conversation_ids(prompt, text) for text in texts]
     assert ids[0][-1] == scorer.tokenizer.pad_token_id  # the trap is there
     width = max(map(len, ids))
     input_ids = torch.tensor([row + [scorer.tokenizer.pad_token_id] * (width - len(row)) for row in ids])
     mask = torch.tensor([[1] * len(row) + [0] * (width - len(row)) for row in ids])
-    expected = scorer.score_texts(prompt, ["love", "quick brown fox power"])
+    expected = scorer.score_texts(prompt, texts)
     with torch.no_grad():
-        with reward_at_last_token(scorer.model, mask):
-            read = scorer.model(input_ids=input_ids, attention_mask=mask).logits[:, 0].numpy()
         pooled_by_hf = scorer.model(input_ids=input_ids, attention_mask=mask).logits[:, 0].numpy()
-    np.testing.assert_allclose(read, expected, atol=1e-5)
-    assert np.abs(pooled_by_hf - expected).max() > 1e-3
+        hidden = scorer.model.model(input_ids=input_ids, attention_mask=mask).last_hidden_state
+        at_last = [float(scorer.model.score(hidden[row, len(ids[row]) - 1])[0]) for row in range(len(ids))]
+    np.testing.assert_allclose(pooled_by_hf, expected, atol=1e-5)
+    assert np.abs(np.asarray(at_last) - expected).max() > 1e-3
 
 
 def test_same_seed_same_weights_and_lora_checkpoints_merge(

@@ -5,9 +5,10 @@ sequence-classification head put on the base. Two choices keep training and scor
 
 - the pairs are tokenized with rewardlens's own conversation template (`models.templates`), so a word
   scored later by `words` or `sweep` is the exact id sequence the model was trained on (one BOS);
-- the reward is read at the last attended token, as rewardlens scores it. Hugging Face's pooling reads
-  the rightmost token that is not the pad id, which is the token *before* the end of the turn when the
-  pad token is the end-of-turn token (Llama 3 pads with `<|eot_id|>`); a hook on the head moves the read.
+- the reward is read where the checkpoint's own forward reads it, as rewardlens scores it: Hugging Face's
+  pooling, the rightmost token that is not the pad id (the token *before* the end of the turn when the pad
+  token is the end-of-turn token, as Llama 3 bases pad with `<|eot_id|>`). TRL's trainer runs that forward,
+  so what a user of the checkpoint computes is what it was trained on.
 
 Every checkpoint is a plain model directory (LoRA merged, tokenizer and chat template saved, `num_labels=1`,
 pad id set) that `load_scorer` loads as a reward model. `run.json` records the data, the recipe, the
@@ -23,8 +24,7 @@ import platform
 import shutil
 import time
 import warnings
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from rewardlens.errors import UserError
-from rewardlens.models.templates import ConversationTemplate, make_template
+from rewardlens.models.templates import DEFAULT_DATE, PLAIN_SOURCES, ConversationTemplate, make_template, parse_date
 from rewardlens.runs.store import now_iso
 from rewardlens.training.data import PreferenceData, PreferencePair, load_preference_data, sample_order
 
@@ -57,9 +57,11 @@ class TrainingConfig:
     seed: int = 0
     log_every: int = 10
     template: str | None = None  # None/chat, plain, or a Jinja file (as `--template` elsewhere)
+    date: str = DEFAULT_DATE  # what a date-stamped template renders (as `--date` elsewhere), never today's
     device: str = "auto"
 
     def __post_init__(self) -> None:
+        parse_date(self.date)  # a UserError naming --date
         checks = [
             (self.epochs > 0, f"--epochs {self.epochs}: must be positive"),
             (self.learning_rate > 0, f"--learning-rate {self.learning_rate}: must be positive"),
@@ -109,16 +111,19 @@ def conversation_ids(template: ConversationTemplate, messages: list[dict[str, st
     """The ids of a whole conversation, as rewardlens scores it.
 
     A single user turn and assistant turn is `template.conversation_ids` (what `words` and `sweep` score);
-    longer conversations are rendered by the same chat template and tokenized with one BOS.
+    longer conversations are rendered by the same chat template, with its fixed date (a date-stamped template
+    would otherwise stamp the day of training), and tokenized with one BOS.
     """
     roles = [message["role"] for message in messages]
     if roles == ["user", "assistant"]:
         return template.conversation_ids(messages[0]["content"], messages[1]["content"])
-    if template.source == "plain":
-        raise UserError("multi-turn or system-prompt pairs need a chat template; --template plain is single-turn")
+    if template.source in PLAIN_SOURCES:
+        raise UserError(
+            f"multi-turn or system-prompt pairs need a chat template; --template {template.source} is single-turn"
+        )
     tokenizer = template.tokenizer
-    text = tokenizer.apply_chat_template(messages, chat_template=template.jinja, tokenize=False)
-    ids = list(tokenizer(str(text), add_special_tokens=False)["input_ids"])
+    text = template.render_messages(messages)
+    ids = list(tokenizer(text, add_special_tokens=False)["input_ids"])
     bos = tokenizer.bos_token_id
     while bos is not None and len(ids) >= 2 and ids[0] == bos and ids[1] == bos:
         ids = ids[1:]
@@ -267,38 +272,6 @@ def save_checkpoint(model: nn.Module, tokenizer: Any, directory: Path) -> Path:
 # -- trainer ------------------------------------------------------------------------------------------
 
 
-@contextmanager
-def reward_at_last_token(model: nn.Module, attention_mask: torch.Tensor) -> Iterator[None]:
-    """Within the block, `model(...)`'s pooled logit is the head's output at each row's last attended token."""
-    # The last index whose mask is 1 (right- or left-padded rows alike).
-    last = attention_mask.shape[1] - 1 - attention_mask.flip(-1).argmax(-1)
-
-    def read_last(module: nn.Module, args: Any, output: torch.Tensor) -> torch.Tensor:
-        rows = torch.arange(output.shape[0], device=output.device)
-        # Every position carries the last token's logit, so whichever position HF pools is the right one.
-        return output[rows, last.to(output.device)][:, None, :].expand_as(output)
-
-    handle = score_module(model).register_forward_hook(read_last)
-    try:
-        yield
-    finally:
-        handle.remove()
-
-
-def _last_token_trainer_class() -> type:
-    from trl import RewardTrainer
-
-    class LastTokenRewardTrainer(RewardTrainer):
-        """TRL's reward trainer, reading each sequence's reward at its last attended token."""
-
-        def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
-                         num_items_in_batch: Any = None) -> Any:
-            with reward_at_last_token(model, inputs["attention_mask"]):
-                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-
-    return LastTokenRewardTrainer
-
-
 def _callback(out: Path, tokenizer: Any, every: int | None, on_step: StepCallback | None,
               saved: list[dict[str, Any]], record: Callable[[], None]) -> Any:
     from transformers import TrainerCallback
@@ -392,7 +365,7 @@ def train_reward_model(
     preference = data if isinstance(data, PreferenceData) else load_preference_data(data, skip_invalid)
     device = training_device(config.device)
     model, tokenizer, base_info = load_base(base, device, config.lora is not None, config.seed)
-    template = make_template(tokenizer, config.template)
+    template = make_template(tokenizer, config.template, date=config.date)
     if config.template not in (None, "chat", "plain"):
         tokenizer.chat_template = template.jinja  # checkpoints then carry the template they were trained with
     tokenized = tokenize_pairs(preference.pairs, template, config.n_pairs, config.max_length, config.seed)
@@ -434,7 +407,9 @@ def train_reward_model(
     }
     write_json(out_dir / "run.json", manifest)
 
-    trainer_class = _last_token_trainer_class()
+    from trl import RewardTrainer
+
+    trainer_class = RewardTrainer
     started = time.perf_counter()
     trainer: Any = None
 
