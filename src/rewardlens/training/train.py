@@ -5,9 +5,10 @@ sequence-classification head put on the base. Two choices keep training and scor
 
 - the pairs are tokenized with rewardlens's own conversation template (`models.templates`), so a word
   scored later by `words` or `sweep` is the exact id sequence the model was trained on (one BOS);
-- the reward is read at the last attended token, as rewardlens scores it. Hugging Face's pooling reads
-  the rightmost token that is not the pad id, which is the token *before* the end of the turn when the
-  pad token is the end-of-turn token (Llama 3 pads with `<|eot_id|>`); a hook on the head moves the read.
+- the reward is read where the checkpoint's own forward reads it, as rewardlens scores it: Hugging Face's
+  pooling, the rightmost token that is not the pad id (the token *before* the end of the turn when the pad
+  token is the end-of-turn token, as Llama 3 bases pad with `<|eot_id|>`). TRL's trainer runs that forward,
+  so what a user of the checkpoint computes is what it was trained on.
 
 Every checkpoint is a plain model directory (LoRA merged, tokenizer and chat template saved, `num_labels=1`,
 pad id set) that `load_scorer` loads as a reward model. `run.json` records the data, the recipe, the
@@ -23,8 +24,7 @@ import platform
 import shutil
 import time
 import warnings
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -272,38 +272,6 @@ def save_checkpoint(model: nn.Module, tokenizer: Any, directory: Path) -> Path:
 # -- trainer ------------------------------------------------------------------------------------------
 
 
-@contextmanager
-def reward_at_last_token(model: nn.Module, attention_mask: torch.Tensor) -> Iterator[None]:
-    """Within the block, `model(...)`'s pooled logit is the head's output at each row's last attended token."""
-    # The last index whose mask is 1 (right- or left-padded rows alike).
-    last = attention_mask.shape[1] - 1 - attention_mask.flip(-1).argmax(-1)
-
-    def read_last(module: nn.Module, args: Any, output: torch.Tensor) -> torch.Tensor:
-        rows = torch.arange(output.shape[0], device=output.device)
-        # Every position carries the last token's logit, so whichever position HF pools is the right one.
-        return output[rows, last.to(output.device)][:, None, :].expand_as(output)
-
-    handle = score_module(model).register_forward_hook(read_last)
-    try:
-        yield
-    finally:
-        handle.remove()
-
-
-def _last_token_trainer_class() -> type:
-    from trl import RewardTrainer
-
-    class LastTokenRewardTrainer(RewardTrainer):
-        """TRL's reward trainer, reading each sequence's reward at its last attended token."""
-
-        def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
-                         num_items_in_batch: Any = None) -> Any:
-            with reward_at_last_token(model, inputs["attention_mask"]):
-                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-
-    return LastTokenRewardTrainer
-
-
 def _callback(out: Path, tokenizer: Any, every: int | None, on_step: StepCallback | None,
               saved: list[dict[str, Any]], record: Callable[[], None]) -> Any:
     from transformers import TrainerCallback
@@ -439,7 +407,9 @@ def train_reward_model(
     }
     write_json(out_dir / "run.json", manifest)
 
-    trainer_class = _last_token_trainer_class()
+    from trl import RewardTrainer
+
+    trainer_class = RewardTrainer
     started = time.perf_counter()
     trainer: Any = None
 
