@@ -27,7 +27,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -409,7 +409,6 @@ def train_reward_model(
 
     from trl import RewardTrainer
 
-    trainer_class = RewardTrainer
     started = time.perf_counter()
     trainer: Any = None
 
@@ -421,7 +420,8 @@ def train_reward_model(
     callback = _callback(out_dir, tokenizer, config.checkpoint_every, on_step, checkpoints, record)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # see _reward_config
-        trainer = trainer_class(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
+        # load_base's model is a PreTrainedModel, typed as the nn.Module the rest of this module needs.
+        trainer = RewardTrainer(model=cast(Any, model), args=args, train_dataset=dataset, processing_class=tokenizer,
                                 peft_config=peft_config, callbacks=[callback])
     from transformers.trainer_callback import PrinterCallback
 
