@@ -97,6 +97,26 @@ def test_end_to_end_writes_every_table_and_figure(two_runs: list[Path], tmp_path
     assert "Agreement across models" in page and page.count("data:image/png;base64,") == 5
 
 
+def test_tables_print_the_tests_with_their_adjusted_p(two_runs: list[Path], tmp_path: Path) -> None:
+    out = tmp_path / "printed"
+    args = ["analyze", "tokens", *map(str, two_runs), "--out", str(out), "--resamples", "20", "--no-figures"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    identity = pd.read_csv(out / "identity_groups.csv")
+    zipf = pd.read_csv(out / "frequency.csv").query("term == 'zipf'")
+    words = " ".join(result.output.split())  # titles wrap at the table's width
+    assert f"BH over all {len(identity)} tests; unit: token" in words
+    assert f"BH over all {len(zipf)} zipf slopes" in words
+    assert result.output.count("┃ p (BH) ┃") == 2  # one header per table
+    for table in (identity, zipf):
+        first = table.sort_values(["p_adjusted", "p_value"]).iloc[0]  # printed first, raw p beside it
+        cells = [first["model"], first["prompt_id"], f"{first['p_value']:.3g}", f"{first['p_adjusted']:.3g}"]
+        assert any(all(f" {cell} " in line for cell in cells) for line in result.output.splitlines())
+        # Adjusted p is never below the raw p, and BH moves at least one test here.
+        assert (table["p_adjusted"] >= table["p_value"] - 1e-12).all()
+        assert (table["p_adjusted"] > table["p_value"]).any()
+
+
 def test_same_seed_same_tables_and_framing_override(two_runs: list[Path], tmp_path: Path) -> None:
     outputs = []
     for name in ("one", "two"):

@@ -13,7 +13,7 @@ PUBLISHED_DIRS = (
 )
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def published_dir() -> Path:
     for directory in PUBLISHED_DIRS:
         if directory.is_dir() and len(list(directory.glob("*.csv"))) == 10:

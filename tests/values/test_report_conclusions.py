@@ -13,15 +13,9 @@ from rewardlens.values import ValueReport, analyze_value_files
 
 
 @pytest.fixture(scope="module")
-def published_report(tmp_path_factory: pytest.TempPathFactory) -> ValueReport:
-    from conftest import PUBLISHED_DIRS
-
-    for directory in PUBLISHED_DIRS:
-        files = sorted(directory.glob("*.csv"))
-        if len(files) == 10:
-            out = tmp_path_factory.mktemp("published")
-            return analyze_value_files(files, "big2-nouns", out, n_permutations=500, seed=0)
-    pytest.skip("the ten published score files are neither in tests/data/published nor in ../shared/data")
+def published_report(tmp_path_factory: pytest.TempPathFactory, published_dir: Path) -> ValueReport:
+    out = tmp_path_factory.mktemp("published")
+    return analyze_value_files(sorted(published_dir.glob("*.csv")), "big2-nouns", out, n_permutations=500, seed=0)
 
 
 def test_published_conclusions_in_words_name_units_and_what_they_license(published_report: ValueReport) -> None:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -14,6 +15,9 @@ from rich.table import Table
 from rewardlens.cli.apps import analyze_app
 from rewardlens.cli.progress import transient_progress
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 _ALIGNMENT_HEADERS = {
     "model": "model",
     "n_tokens": "tokens",
@@ -22,6 +26,22 @@ _ALIGNMENT_HEADERS = {
     "n_unique_texts": "unique texts",
     "n_shared_texts": "shared by all",
 }
+_SHOWN_TESTS = 10  # per table, smallest adjusted p first; every test is in the CSVs
+# (table, title, columns: header) of the tests printed with their Benjamini-Hochberg p_adjusted.
+_TEST_TABLES = (
+    (
+        "identity_groups",
+        "identity groups vs all other tokens (Mann-Whitney; BH over all {n} tests; unit: token)",
+        {"model": "model", "prompt_id": "prompt", "group": "group", "n_tokens": "tokens",
+         "median_percentile": "median pct.", "p_value": "p", "p_adjusted": "p (BH)"},
+    ),
+    (
+        "frequency",
+        "frequency slopes, score ~ zipf + sentiment (OLS over words; BH over all {n} zipf slopes)",
+        {"model": "model", "prompt_id": "prompt", "polarity": "polarity", "coef": "zipf slope",
+         "n": "words", "p_value": "p", "p_adjusted": "p (BH)"},
+    ),
+)
 _STEPS = 6  # announced by analyze_tokens: top/bottom, moments, agreement, framing, frequency, identity
 
 
@@ -92,6 +112,32 @@ def tokens(
         for record in report.alignment[list(_ALIGNMENT_HEADERS)].itertuples(index=False):
             table.add_row(*(str(value) for value in record))
         printer.print(table)
+    _print_tests(printer, report.tables)
     for note in report.notes:
         printer.print(f"note: {note}")
     printer.print(f"wrote {len(report.files)} files to {report.out_dir}")
+
+
+def _print_tests(printer: Console, tables: Mapping[str, pd.DataFrame]) -> None:
+    """The identity-group and frequency tests with the smallest adjusted p, beside their raw p."""
+    for name, title, columns in _TEST_TABLES:
+        rows = tables.get(name)
+        if rows is None or rows.empty:
+            continue
+        if name == "frequency":
+            rows = rows[rows["term"] == "zipf"]
+        shown = rows.sort_values(["p_adjusted", "p_value"], na_position="last").head(_SHOWN_TESTS)
+        table = Table(title=title.format(n=len(rows)))
+        for column, header in columns.items():
+            table.add_column(header, justify="right" if rows[column].dtype.kind in "iuf" else "left")
+        for record in shown[list(columns)].itertuples(index=False):
+            table.add_row(*(_format(value) for value in record))
+        printer.print(table)
+        if len(rows) > _SHOWN_TESTS:
+            printer.print(f"{_SHOWN_TESTS} of {len(rows)} tests, smallest p (BH) first; all in {name}.csv")
+
+
+def _format(value: object) -> str:
+    if isinstance(value, float):
+        return "nan" if value != value else f"{value:.3g}"
+    return str(value)
