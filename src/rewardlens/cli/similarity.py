@@ -1,4 +1,4 @@
-"""`rewardlens similarity arrays|layers|measures` and `rewardlens bench similarity`."""
+"""`rewardlens similarity arrays|compare|layers|measures` and `rewardlens bench similarity`."""
 
 from __future__ import annotations
 
@@ -144,6 +144,95 @@ def arrays_command(
     for key, value in result.items():
         table.add_row(key, f"{value:.6g}" if isinstance(value, float) else str(value))
     Console().print(table)
+
+
+def parse_candidates(specs: list[str]) -> dict[str, Path]:
+    """--candidate NAME=PATH, each name once."""
+    candidates: dict[str, Path] = {}
+    for spec in specs:
+        name, sep, path = spec.partition("=")
+        if not sep or not name.strip() or not path.strip():
+            raise UserError(f"--candidate needs NAME=PATH, got {spec!r}")
+        if name.strip() in candidates:
+            raise UserError(f"--candidate {name.strip()!r} is given twice")
+        candidates[name.strip()] = Path(path.strip())
+    return candidates
+
+
+@similarity_app.command("compare")
+def compare_command(
+    target: Annotated[
+        list[str],
+        typer.Option("--target", help="T.npy: the target (n x d); repeat for repeated measurements of it."),
+    ],
+    candidate: Annotated[
+        list[str], typer.Option("--candidate", help="NAME=C.npy: a candidate model (same n rows); repeatable.")
+    ],
+    measure: Annotated[
+        str,
+        typer.Option("--measure", "-m", help="rv|rv2|linear-cka|rbf-cka|debiased-cka|rsa|procrustes|cca."),
+    ] = "rv2",
+    option: OptionList = None,
+    center: CenterOption = None,
+    bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples of the stimuli (CIs and paired p).")] = 1000,
+    seed: SeedOption = 0,
+    level: LevelOption = 0.95,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Candidates against one target: CIs, paired differences over stimuli and, with repetitions, the noise ceiling."""
+    from rewardlens.similarity import get_measure
+    from rewardlens.similarity.inference import compare_models
+
+    chosen = get_measure(measure)
+    options = parse_options(option, center)
+    chosen.resolve(options)  # refuse bad options before reading any file
+    paths = parse_candidates(candidate)
+    targets = [load_npy(Path(path)) for path in target]
+    candidates = {name: load_npy(path) for name, path in paths.items()}
+    with progress_bar(Console(stderr=True), "bootstrap", bootstrap * len(candidates)) as advance:
+        result = compare_models(
+            candidates,
+            targets,
+            chosen.name,
+            bootstrap=bootstrap,
+            seed=seed,
+            level=level,
+            progress=advance,
+            **options,
+        ).to_dict()
+    if as_json:
+        typer.echo(json.dumps(result))
+        return
+    print_comparison(result)
+
+
+def print_comparison(result: dict[str, Any]) -> None:
+    console = Console()
+    percent = f"{result['level']:.0%}"
+    scores = Table(title=f"{result['measure']} to the mean target ({result['stimuli']} stimuli)")
+    for column in ("candidate", "score", f"{percent} CI (stimuli)", "per repetition"):
+        scores.add_column(column)
+    for row in result["candidates"]:
+        per_repetition = f"{row['per_repetition']:.4f}" if "per_repetition" in row else "-"
+        scores.add_row(
+            row["name"], f"{row['score']:.4f}", f"[{row['ci_low']:.4f}, {row['ci_high']:.4f}]", per_repetition
+        )
+    console.print(scores)
+    if result["pairs"]:
+        pairs = Table(title="paired differences (bootstrap over stimuli, two-sided)")
+        for column in ("a", "b", "difference", f"{percent} CI", "p"):
+            pairs.add_column(column)
+        for row in result["pairs"]:
+            interval = f"[{row['ci_low']:.4f}, {row['ci_high']:.4f}]"
+            pairs.add_row(row["a"], row["b"], f"{row['difference']:.4f}", interval, f"{row['p_value']:.3g}")
+        console.print(pairs)
+    ceiling = result["noise_ceiling"]
+    if ceiling:
+        console.print(
+            f"noise ceiling ({ceiling['repetitions']} repetitions, bounds 'per repetition'): "
+            f"lower {ceiling['lower']:.4f}, upper {ceiling['upper']:.4f}"
+        )
+    console.print("Scores, CIs and p-values generalize over stimuli; target repetitions enter only the ceiling.")
 
 
 @similarity_app.command("measures")

@@ -22,7 +22,7 @@ Everything is seeded: the same seed gives the same permutations and samples.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import combinations
 from typing import Any
 
@@ -235,6 +235,80 @@ class ModelComparison:
     scores: pd.DataFrame
     differences: pd.DataFrame  # model_a, model_b, difference, ci_low, ci_high, p_value
     noise_ceiling: NoiseCeiling | None
+    stimuli: int = 0
+    bootstrap: int = 0
+    seed: int = 0
+    level: float = 0.95
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """One JSON-ready object: `candidates`, `pairs`, `noise_ceiling` (or None), each saying what it
+        generalizes over (`unit`, `generalizes_to`)."""
+        candidates = [
+            {
+                "name": str(row["model"]),
+                "score": float(row["value"]),
+                "ci_low": float(row["ci_low"]),
+                "ci_high": float(row["ci_high"]),
+                **({"per_repetition": float(row["per_repetition"])} if "per_repetition" in row else {}),
+                "unit": "stimuli",
+                "generalizes_to": CANDIDATE_SCOPE,
+            }
+            for row in self.scores.to_dict("records")
+        ]
+        pairs = [
+            {
+                "a": str(row["model_a"]),
+                "b": str(row["model_b"]),
+                "difference": float(row["difference"]),
+                "ci_low": float(row["ci_low"]),
+                "ci_high": float(row["ci_high"]),
+                "p_value": float(row["p_value"]),
+                "test": "paired bootstrap over stimuli, two-sided",
+                "unit": "stimuli",
+                "generalizes_to": PAIR_SCOPE,
+            }
+            for row in self.differences.to_dict("records")
+        ]
+        ceiling = None
+        if self.noise_ceiling is not None:
+            ceiling = {
+                "lower": self.noise_ceiling.lower,
+                "upper": self.noise_ceiling.upper,
+                "repetitions": self.noise_ceiling.repetitions,
+                "bounds": "per_repetition",
+                "unit": "repetitions",
+                "generalizes_to": CEILING_SCOPE,
+            }
+        measure = get_measure(self.measure)
+        return {
+            "measure": self.measure,
+            "larger_is_more_similar": measure.larger_is_more_similar,
+            "options": dict(self.options),
+            "stimuli": self.stimuli,
+            "target_repetitions": self.noise_ceiling.repetitions if self.noise_ceiling else 1,
+            "bootstrap": self.bootstrap,
+            "seed": self.seed,
+            "level": self.level,
+            "candidates": candidates,
+            "pairs": pairs,
+            "noise_ceiling": ceiling,
+        }
+
+
+# What each part of a model comparison generalizes over (it is resampled over stimuli only).
+CANDIDATE_SCOPE = (
+    "new stimuli like these (bootstrap over stimuli), for this target; the target's repetitions are averaged, "
+    "not resampled"
+)
+PAIR_SCOPE = (
+    "new stimuli like these: both candidates on the same bootstrap samples of the stimuli (paired); "
+    "not new repetitions of the target"
+)
+CEILING_SCOPE = (
+    "the target's repetitions (Nili et al. 2014): bounds a candidate's mean similarity to single repetitions "
+    "(per_repetition), which the noise-free target would reach; the only place repetitions enter"
+)
 
 
 def _two_sided_bootstrap_p(differences: np.ndarray) -> float:
@@ -324,7 +398,17 @@ def compare_models(
             for name in names
         ]
         scores["per_repetition"] = per_repetition
-    return ModelComparison(chosen.name, scores, differences, ceiling)
+    return ModelComparison(
+        chosen.name,
+        scores,
+        differences,
+        ceiling,
+        stimuli=target_rep.n,
+        bootstrap=bootstrap,
+        seed=seed,
+        level=level,
+        options=resolved,
+    )
 
 
 def _candidate(values: Any, name: str, center: bool, target: Representation) -> Representation:
