@@ -37,6 +37,20 @@ class ScoredInput:
     source: str
 
 
+# name -> folder under rewardlens/data/published (attribution in data/SOURCES.md)
+BUNDLED_SCORES = {"mfd2": "mfd2_scores_10_rms"}
+
+
+def bundled_scores(name: str) -> list[Path]:
+    """The bundled published score CSVs of a study (`mfd2`: ten RMs x 2,040 MFD 2.0 words x 54 prompts)."""
+    from importlib import resources
+
+    if name not in BUNDLED_SCORES:
+        raise UserError(f"no bundled scores named {name!r} ({', '.join(BUNDLED_SCORES)})")
+    folder = resources.files("rewardlens.data").joinpath(f"published/{BUNDLED_SCORES[name]}")
+    return sorted(Path(str(folder)).glob("*.csv"))
+
+
 def read_scores_csv(path: str | os.PathLike[str]) -> pd.DataFrame:
     """A score CSV (wide or long) as long rows `prompt_id, response, score` (response as text)."""
     file = Path(path)
@@ -193,7 +207,9 @@ def import_scores(
 
 
 __all__ = [
+    "BUNDLED_SCORES",
     "ScoredInput",
+    "bundled_scores",
     "import_scores",
     "load_scored_inputs",
     "read_scores_csv",

@@ -73,6 +73,25 @@ class Lexicon:
         return {str(category): int(n) for category, n in per_category.items()}
 
 
+_VIRTUE, _VICE = "_Virtue", "_Vice"
+
+
+def contrast_pairs(categories: Iterable[str]) -> list[tuple[str, str]]:
+    """The category contrasts a value analysis tests, as (first, second): first - second.
+
+    A lexicon whose categories are all `<Foundation>_Virtue` / `<Foundation>_Vice` pairs (MFD 2.0) is
+    contrasted within each foundation, virtue - vice, foundations in alphabetical order; any
+    other lexicon by every pair of categories, in alphabetical order (Big Two: Agency - Communion).
+    """
+    names = list(dict.fromkeys(categories))
+    foundations = sorted({name.rsplit("_", 1)[0] for name in names})
+    paired = {f"{f}{_VIRTUE}" for f in foundations} | {f"{f}{_VICE}" for f in foundations}
+    if len(names) > 2 and set(names) == paired:
+        return [(f"{f}{_VIRTUE}", f"{f}{_VICE}") for f in foundations]
+    ordered = sorted(names)
+    return [(a, b) for i, a in enumerate(ordered) for b in ordered[i + 1 :]]
+
+
 def list_lexicons() -> dict[str, str]:
     """Names and descriptions of the bundled lexicons."""
     return {name: description for name, (_, description) in BUNDLED_LEXICONS.items()}
@@ -189,4 +208,4 @@ def _lexicon_from_pairs(pairs: list[tuple[str, str]], name: str) -> Lexicon:
     return Lexicon(name, entries, prefixes)
 
 
-__all__ = ["BUNDLED_LEXICONS", "Lexicon", "list_lexicons", "load_lexicon", "parse_lexicon"]
+__all__ = ["BUNDLED_LEXICONS", "Lexicon", "contrast_pairs", "list_lexicons", "load_lexicon", "parse_lexicon"]

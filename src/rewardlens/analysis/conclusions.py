@@ -38,6 +38,7 @@ from scipy import stats
 
 from rewardlens.analysis.multiplicity import holm
 from rewardlens.analysis.permutation import permutation_t_test
+from rewardlens.lexicons import contrast_pairs
 
 CONCLUSION_COLUMNS = (
     "claim",
@@ -86,7 +87,8 @@ def percentile_ranks(ranked: pd.DataFrame) -> pd.Series:
 
 
 def category_pairs(ranked: pd.DataFrame) -> list[tuple[str, str]]:
-    return list(itertools.combinations(sorted(ranked["category"].unique()), 2))
+    """The contrasts tested (`lexicons.contrast_pairs`: MFD's virtue - vice per foundation, else every pair)."""
+    return contrast_pairs(ranked["category"].unique())
 
 
 def pair_rows(ranked: pd.DataFrame, first: str, second: str) -> pd.DataFrame:
@@ -336,7 +338,7 @@ def mixed_model_conclusions(mixed: pd.DataFrame, n_models: int, n_cells: int) ->
                 + f" ({row.structure})",
                 "scope": "all",
                 "framing": "interaction" if "framing" in term else "reference level",
-                "contrast": term,
+                "contrast": f"{row.categories}: {term}" if hasattr(row, "categories") else term,
                 "estimate": row.estimate,
                 "ci_low": row.estimate - quantile * row.se,
                 "ci_high": row.estimate + quantile * row.se,

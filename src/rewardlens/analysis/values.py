@@ -43,7 +43,7 @@ from rewardlens.analysis import conclusions as claims
 from rewardlens.analysis.permutation import PermutationResult, bonferroni, permutation_t_test, stars
 from rewardlens.analysis.ranks import rank_responses
 from rewardlens.errors import UserError
-from rewardlens.lexicons import Lexicon
+from rewardlens.lexicons import Lexicon, contrast_pairs
 
 Compare = Literal["auto", "families", "categories"]
 WordSet = Literal["common", "all"]
@@ -234,6 +234,34 @@ def fit_random_slopes(rows: pd.DataFrame) -> tuple[list[pd.DataFrame], list[str]
     return tables, notes
 
 
+def fit_mixed_models(ranked: pd.DataFrame, per_prompt: pd.DataFrame) -> tuple[pd.DataFrame | None, list[str]]:
+    """Every structure of the mixed model: one fit over all categories when the lexicon's contrasts are
+    its pairs of two categories (Big Two, as published), else one fit per contrast on that pair's rows
+    (MFD 2.0: virtue vs vice within each foundation; column `categories` names the pair). A fit over
+    ten categories at once would have 40 fixed effects and 19 random slopes per model."""
+    pairs = contrast_pairs(ranked["category"].unique())
+    if len(pairs) <= 1 and ranked["category"].nunique() <= 2:
+        return _fit_structures(per_prompt, "")
+    tables, notes = [], []
+    for first, second in pairs:
+        rows = prompt_medians(claims.pair_rows(ranked, first, second))
+        table, pair_notes = _fit_structures(rows, f"{first} - {second}: ")
+        notes += pair_notes
+        if table is not None:
+            tables.append(table.assign(categories=f"{first} - {second}"))
+    return (pd.concat(tables, ignore_index=True) if tables else None), notes
+
+
+def _fit_structures(rows: pd.DataFrame, label: str) -> tuple[pd.DataFrame | None, list[str]]:
+    mixed, note = fit_mixed_model(rows)
+    notes = [label + note] if note else []
+    slopes, slope_notes = fit_random_slopes(rows)
+    notes += [label + text for text in slope_notes]
+    if mixed is not None and slopes:
+        mixed = pd.concat([mixed, *slopes], ignore_index=True)
+    return mixed, notes
+
+
 def _mixed_model_skipped(rows: pd.DataFrame) -> str | None:
     per_family = rows.groupby("family")["model"].nunique()
     if rows["model"].nunique() < 2:
@@ -353,8 +381,7 @@ def category_tests(ranked: pd.DataFrame, n_permutations: int, seed: int) -> pd.D
     for index, ((model, family, framing), panel) in enumerate(
         per_word.groupby(["model", "family", "framing"], sort=True)
     ):
-        categories = sorted(panel["category"].unique())
-        for pair_index, (first, second) in enumerate(itertools.combinations(categories, 2)):
+        for pair_index, (first, second) in enumerate(contrast_pairs(panel["category"].unique())):
             words_a = set(panel.loc[panel["category"] == first, "word"])
             words_b = set(panel.loc[panel["category"] == second, "word"])
             shared = words_a & words_b
@@ -415,12 +442,7 @@ def analyze_values(
         raise UserError(f"--compare categories needs at least 2 categories of lexicon {lexicon.name} matched")
     medians = model_medians(ranked)
     per_prompt = prompt_medians(ranked)
-    mixed, note = fit_mixed_model(per_prompt)
-    notes = [note] if note else []
-    slopes, slope_notes = fit_random_slopes(per_prompt)
-    notes += slope_notes
-    if mixed is not None and slopes:
-        mixed = pd.concat([mixed, *slopes], ignore_index=True)
+    mixed, notes = fit_mixed_models(ranked, per_prompt)
     tests = (
         family_tests(per_prompt, medians, n_permutations, seed)
         if chosen == "families"
@@ -463,6 +485,7 @@ __all__ = [
     "category_tests",
     "family_tests",
     "fit_mixed_model",
+    "fit_mixed_models",
     "fit_random_slopes",
     "match_lexicon",
     "model_medians",
