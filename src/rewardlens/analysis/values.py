@@ -236,11 +236,11 @@ def fit_random_slopes(rows: pd.DataFrame) -> tuple[list[pd.DataFrame], list[str]
 
 def fit_mixed_models(ranked: pd.DataFrame, per_prompt: pd.DataFrame) -> tuple[pd.DataFrame | None, list[str]]:
     """Every structure of the mixed model: one fit over all categories when the lexicon's contrasts are
-    its pairs of two categories (Big Two, as published), else one fit per contrast on that pair's rows
+    all its category pairs (Big Two, as published), else one fit per contrast on that pair's rows
     (MFD 2.0: virtue vs vice within each foundation; column `categories` names the pair). A fit over
     ten categories at once would have 40 fixed effects and 19 random slopes per model."""
     pairs = contrast_pairs(ranked["category"].unique())
-    if len(pairs) <= 1 and ranked["category"].nunique() <= 2:
+    if len(pairs) == math.comb(ranked["category"].nunique(), 2):  # every pair: one fit, as published
         return _fit_structures(per_prompt, "")
     tables, notes = [], []
     for first, second in pairs:
