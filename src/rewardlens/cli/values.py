@@ -173,11 +173,12 @@ def _print_conclusions(conclusions: object) -> None:
     if across.empty:
         return
     table = Table(title="Family conclusions and the unit each is tested at (tests, notes: conclusions.csv)")
-    for column in ("claim", "framing", "estimate (95% CI)", "unit", "n", "p", "p (Holm)"):
+    for column in ("claim", "contrast", "framing", "estimate (95% CI)", "unit", "n", "p", "p (Holm)"):
         table.add_column(column)
     for row in across.itertuples(index=False):
         table.add_row(
             f"{row.claim}: {str(row.test).split(' (')[0]}",
+            str(row.contrast),
             str(row.framing),
             f"{row.estimate:.2f} ({row.ci_low:.2f}, {row.ci_high:.2f})",
             str(row.unit),
