@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Protocol
 
 import numpy as np
@@ -37,7 +38,7 @@ class BatchStates:
     continuation_ids: torch.Tensor
     lengths: torch.Tensor
 
-    @property
+    @cached_property  # read by every `at` (gated heads gather twice per batch)
     def prompt_lengths(self) -> torch.Tensor:
         return torch.tensor([len(r.prompt_ids) for r in self.requests], device=self.lengths.device)
 

@@ -29,7 +29,7 @@ from torch import nn
 from torch.nn import functional
 
 from rewardlens.errors import UserError
-from rewardlens.models.read_rule import ReadRule
+from rewardlens.models.read_rule import gated_rule
 
 # tokenizer.encode("<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n") on Llama-3 tokenizers.
 LLAMA3_GATING_PATTERN = (128009, 128006, 78191, 128007, 271)
@@ -177,8 +177,7 @@ class GatedRewardModel(nn.Module):
         self.config = config
         self.layout = layout
         self.gating_pattern = pattern
-        pad = getattr(config, "pad_token_id", None)
-        self.rule = ReadRule("before-first-pad", int(pad) if pad is not None else None)
+        self.rule = gated_rule(config)
 
     def get_input_embeddings(self) -> nn.Module:
         embeddings: nn.Module = self.model.get_input_embeddings()  # type: ignore[operator]

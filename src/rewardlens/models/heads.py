@@ -57,12 +57,7 @@ class ScoreHead:
         """Where this head's model reads its score."""
         if isinstance(model, GatedRewardModel):
             return model.rule
-        return sequence_classification_rule(_text_config(model))
-
-
-def _text_config(model: nn.Module) -> Any:
-    config: Any = getattr(model, "config")  # noqa: B009 - a PreTrainedModel attribute
-    return getattr(config, "text_config", None) or config
+        return sequence_classification_rule(getattr(model, "config"))  # noqa: B009 - a PreTrainedModel attribute
 
 
 def _has_linear(attribute: str) -> Callable[[nn.Module, str], bool]:

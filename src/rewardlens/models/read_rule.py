@@ -43,10 +43,20 @@ class ReadRule:
         return {"rule": self.name, "pad_token_id": self.pad_token_id}
 
 
-def sequence_classification_rule(config: Any) -> ReadRule:
-    """transformers' pooling for `*ForSequenceClassification` models with this (text) config."""
+def _pad_id(config: Any) -> int | None:
     pad = getattr(config, "pad_token_id", None)
-    return ReadRule("rightmost-non-pad", int(pad) if pad is not None else None)
+    return int(pad) if pad is not None else None
+
+
+def sequence_classification_rule(config: Any) -> ReadRule:
+    """transformers' pooling for `*ForSequenceClassification` models: the pad id of the language part's config
+    (multimodal models such as Gemma 3 nest it as `text_config`)."""
+    return ReadRule("rightmost-non-pad", _pad_id(getattr(config, "text_config", None) or config))
+
+
+def gated_rule(config: Any) -> ReadRule:
+    """The published gated heads' reward position (ArmoRM, QRM): before the first pad id of their config."""
+    return ReadRule("before-first-pad", _pad_id(config))
 
 
 def rule_for_config(config: Any) -> ReadRule:
@@ -58,6 +68,5 @@ def rule_for_config(config: Any) -> ReadRule:
     """
     architectures = list(getattr(config, "architectures", None) or [])
     if any("RewardModelWithGating" in name for name in architectures):
-        pad = getattr(config, "pad_token_id", None)
-        return ReadRule("before-first-pad", int(pad) if pad is not None else None)
-    return sequence_classification_rule(getattr(config, "text_config", None) or config)
+        return gated_rule(config)
+    return sequence_classification_rule(config)
