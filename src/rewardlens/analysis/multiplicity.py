@@ -12,12 +12,16 @@ from collections.abc import Iterable
 import numpy as np
 
 
+def _sorted_tests(p_values: Iterable[float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The p-values, an all-nan result of their shape, and the indices of the finite ones in ascending order."""
+    p = np.asarray(list(p_values), dtype=np.float64)
+    finite = np.flatnonzero(np.isfinite(p))
+    return p, np.full(p.shape, np.nan), finite[np.argsort(p[finite], kind="stable")]
+
+
 def holm(p_values: Iterable[float]) -> np.ndarray:
     """Holm's step-down adjusted p-values."""
-    p = np.asarray(list(p_values), dtype=np.float64)
-    adjusted = np.full(p.shape, np.nan)
-    finite = np.flatnonzero(np.isfinite(p))
-    order = finite[np.argsort(p[finite], kind="stable")]
+    p, adjusted, order = _sorted_tests(p_values)
     m = len(order)
     running = 0.0
     for position, index in enumerate(order):
@@ -28,10 +32,7 @@ def holm(p_values: Iterable[float]) -> np.ndarray:
 
 def benjamini_hochberg(p_values: Iterable[float]) -> np.ndarray:
     """Benjamini-Hochberg adjusted p-values (q-values of the step-up procedure)."""
-    p = np.asarray(list(p_values), dtype=np.float64)
-    adjusted = np.full(p.shape, np.nan)
-    finite = np.flatnonzero(np.isfinite(p))
-    order = finite[np.argsort(p[finite], kind="stable")]
+    p, adjusted, order = _sorted_tests(p_values)
     m = len(order)
     if m == 0:
         return adjusted
