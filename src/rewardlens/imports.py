@@ -38,11 +38,12 @@ class ScoredInput:
 
 
 # name -> folder under rewardlens/data/published (attribution in data/SOURCES.md)
-BUNDLED_SCORES = {"mfd2": "mfd2_scores_10_rms"}
+BUNDLED_SCORES = {"big2": "big2_scores_10_rms", "mfd2": "mfd2_scores_10_rms"}
 
 
 def bundled_scores(name: str) -> list[Path]:
-    """The bundled published score CSVs of a study (`mfd2`: ten RMs x 2,040 MFD 2.0 words x 54 prompts)."""
+    """The bundled published score CSVs of a study (`big2`: ten RMs x 263 Big Two nouns x 54 prompts;
+    `mfd2`: the same ten x 2,040 MFD 2.0 words)."""
     from importlib import resources
 
     if name not in BUNDLED_SCORES:
