@@ -131,9 +131,9 @@ def _audit_model(
 
 
 def _rows_done(run_dir: Path) -> int:
-    from rewardlens.runs import count_rows
+    from rewardlens.runs import count_rows, has_run
 
-    return count_rows(run_dir) if (run_dir / "run.json").is_file() else 0
+    return count_rows(run_dir) if has_run(run_dir) else 0
 
 
 def _analyse_and_report(

@@ -11,7 +11,7 @@ teacher forcing, the cached engine reusing the prompt's KV). The policy (an inst
 its chat template with the generation prompt; the reference (a base model) reads `plain-nospace` by default:
 `User: {prompt}\\nAssistant:` as the prefix, the response after one space — the same text as the `plain`
 template, but the space belongs to the response's first token, as in running text (see
-`rewardlens.models.templates`). Both templates are recorded in `run.json`, with the one date that
+`rewardlens.models.templates`). Both templates are recorded in `_run.json`, with the one date that
 date-stamped templates render (never today's) and a sha1 of each template's prompt ids, as for sweeps.
 
 Vocabularies are aligned on decoded text, for one tokenizer as for two (`rewardlens.analysis.alignment`).
@@ -21,7 +21,7 @@ pairing ids would mostly measure whether a token starts with a space. By default
 stripped, a text is kept when each side holds it in the form its template starts a response with (each
 template's lead, "" or " ", is read from its own rendering), and a side's log-probability of a text is the
 log-sum-exp over its ids with that text: the probability that the first response token spells it. The rule,
-the leads and the counts dropped on each side go into `run.json`. `align="id"` pairs the same token id
+the leads and the counts dropped on each side go into `_run.json`. `align="id"` pairs the same token id
 (one tokenizer only), the template boundary included.
 
 The output is an ordinary run (one Parquet shard per prompt, resumable): `score` is the implicit reward,
@@ -200,7 +200,7 @@ def response_lead(scorer: Any, prompt: str = "Hello") -> str:
 
 
 def alignment_rule(align: str, text_rule: str) -> str:
-    """The pairing rule in words, as run.json records it."""
+    """The pairing rule in words, as _run.json records it."""
     return ID_RULE if align == "id" else describe_rule(text_rule)
 
 

@@ -55,7 +55,7 @@ class Prompt:
 
     @classmethod
     def from_dict(cls, record: dict[str, Any]) -> Prompt:
-        """Inverse of `to_dict` (e.g. from a run's `run.json`)."""
+        """Inverse of `to_dict` (e.g. from a run's `_run.json`)."""
         if not isinstance(record.get("id"), str) or not isinstance(record.get("text"), str):
             raise UserError(f"malformed prompt record {record!r}: needs string `id` and `text`")
         optional = ("framing", "adjective", "scope", "phrasing")

@@ -185,7 +185,7 @@ class ModelScorer:
             raise UserError(f"{what} need a language model; '{self.name}' is a reward model")
 
     def describe(self) -> dict[str, Any]:
-        """What run.json records about the model and how it was scored."""
+        """What _run.json records about the model and how it was scored."""
         import transformers
 
         from rewardlens import __version__

@@ -101,7 +101,7 @@ class StudyModel:
     dtype: str = "auto"
     trust_remote_code: bool = False
     template: str | None = None
-    date: str = DEFAULT_DATE  # what a date-stamped template renders, as its run.json records it
+    date: str = DEFAULT_DATE  # what a date-stamped template renders, as its _run.json records it
     sequences: str = "exact"
     batch_size: int | None = None
     kind: str = "auto"

@@ -158,7 +158,7 @@ def words_manifest(
     engine: str = "cached",
     batch_size: int | None = None,
 ) -> dict[str, Any]:
-    """The run.json of a word run (a single process and Ray workers write the same one)."""
+    """The _run.json of a word run (a single process and Ray workers write the same one)."""
     from rewardlens.sweep import score_definition, template_identity
 
     description = dict(scorer.describe())
@@ -212,7 +212,7 @@ def run_words(
 ) -> WordsSummary:
     """Score every lexicon word under every prompt into a run in `out_dir` (resumed if it is there).
 
-    `scorer_or_spec` is a loaded scorer (then `model_spec` names it in run.json) or a model spec loaded
+    `scorer_or_spec` is a loaded scorer (then `model_spec` names it in _run.json) or a model spec loaded
     with `model_options` as `load_scorer` does.
     """
     from rewardlens.runs import RunStore

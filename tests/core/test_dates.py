@@ -151,7 +151,7 @@ def test_a_sweep_resumed_with_another_date_or_other_prefix_ids_is_refused(
     common = ["sweep", "--model", model, "--template", jinja, "--out", out, "--prompt", PROMPT, "--tokens", "40:48"]
     first = run_cli(*common, "--date", "1 Dec 2024", "--device", "cpu")
     assert first.exit_code == 0, first.stderr
-    manifest = json.loads((out / "run.json").read_text())
+    manifest = json.loads((out / "_run.json").read_text())
     assert manifest["date"] == "01 Dec 2024" and manifest["template"]["date"] == "01 Dec 2024"
     assert manifest["sequences"] == "exact" and manifest["rendered_prefix_ids"].startswith("sha1:")
     shards = sorted((out / "shards").iterdir())
@@ -164,7 +164,7 @@ def test_a_sweep_resumed_with_another_date_or_other_prefix_ids_is_refused(
 
     # Prefix ids that differ although template and date agree (another tokenizer or renderer) are refused too.
     manifest["rendered_prefix_ids"] = "sha1:" + "0" * 40
-    (out / "run.json").write_text(json.dumps(manifest))
+    (out / "_run.json").write_text(json.dumps(manifest))
     _assert_one_line_error(run_cli(*common, "--date", "1 Dec 2024"), "another rendered prefix ids")
 
 
@@ -176,7 +176,7 @@ def test_rendered_prefix_ids_identify_the_prompts_prefixes(tiny_model_dir: Calla
         scorer = load_scorer(model, device="cpu", template=jinja, date=date)
         out = tmp_path / f"run-{len(manifests)}"
         run_sweep(scorer, prompts, out, tokens="40:42")
-        manifests.append(json.loads((out / "run.json").read_text()))
+        manifests.append(json.loads((out / "_run.json").read_text()))
     hashes = [m["rendered_prefix_ids"] for m in manifests]
     assert hashes[0] == hashes[2] != hashes[1]
 
@@ -190,7 +190,7 @@ def test_a_word_run_resumed_with_another_date_is_refused(tiny_model_dir: Callabl
     other = load_scorer(model, device="cpu", template=jinja, date="2 Dec 2024")
     with pytest.raises(UserError, match="another date"):
         run_words(other, lexicon, prompts, out)
-    assert json.loads((out / "run.json").read_text())["date"] == "01 Dec 2024"
+    assert json.loads((out / "_run.json").read_text())["date"] == "01 Dec 2024"
 
 
 @pytest.mark.parametrize("source", ["chat", "plain", "file"])

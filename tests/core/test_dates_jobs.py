@@ -57,11 +57,11 @@ def _prefix_hash(model: Path, template: Path, date: str, prompts: Any, kind: str
 
 
 def _assert_dated(run: Path, date: str) -> None:
-    """run.json records `date` as the run's and its template's, and today's date is nowhere in it."""
+    """_run.json records `date` as the run's and its template's, and today's date is nowhere in it."""
     manifest = read_manifest(run)
     assert manifest["complete"], run
     assert manifest["date"] == date, (run, manifest["date"])
-    assert str(TODAY.year) not in (run / "run.json").read_text(), run
+    assert str(TODAY.year) not in (run / "_run.json").read_text(), run
 
 
 def _assert_one_line_error(result: Any, fragment: str) -> None:

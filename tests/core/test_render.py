@@ -110,7 +110,7 @@ def test_a_published_sweep_records_its_sequences(
     model, out = tiny_model_dir("llama", "reward"), tmp_path / "run"
     args = ["sweep", "--model", model, "--out", out, "--prompt", PROMPT, "--tokens", "260:268", "--device", "cpu"]
     assert run_cli(*args, "--sequences", "published").exit_code == 0
-    manifest = json.loads((out / "run.json").read_text())
+    manifest = json.loads((out / "_run.json").read_text())
     assert manifest["sequences"] == "published" and manifest["template"]["sequences"] == "published"
     assert "published sequence" in manifest["score_definition"]
     refused = run_cli(*args)
@@ -214,7 +214,7 @@ def test_words_accepts_published_sequences_and_a_date(
     bad = run_cli(*args, "--date", "soon")
     assert bad.exit_code == 2 and "is not a date" in bad.stderr and not out.exists()
     assert run_cli(*args, "--sequences", "published", "--date", "2025-01-02").exit_code == 0
-    manifest = json.loads((out / "run.json").read_text())
+    manifest = json.loads((out / "_run.json").read_text())
     assert manifest["sequences"] == "published" and manifest["date"] == "02 Jan 2025"
     rows = load_run(out).set_index("response")["score"]
     scorer = load_scorer(str(model), device="cpu")

@@ -78,7 +78,7 @@ def test_study_runs_end_to_end_and_resumes(tmp_path: Path, tiny_study: Path, run
     before = load_run(words_dir)
     for shard in shard_files(words_dir):
         shard.unlink()
-    (words_dir / "run.json").unlink()
+    (words_dir / "_run.json").unlink()
     again = run_cli("study", tiny_study, "--out", out, "--json")
     assert again.exit_code == 0, again.stderr  # type: ignore[attr-defined]
     summary = json.loads(again.stdout)  # type: ignore[attr-defined]

@@ -221,8 +221,8 @@ def test_resume_skips_finished_prompts_and_refuses_another_run(  # type: ignore[
         run_implicit(*args, vocab=True, device="cpu", measure="mwlr")
     with pytest.raises(UserError, match="another align"):
         run_implicit(*args, vocab=True, device="cpu", align="id")
-    # A run aligned by an earlier rule (same options, other wording in run.json) is not resumed with this one.
-    manifest_path = tmp_path / "r" / "run.json"
+    # A run aligned by an earlier rule (same options, other wording in _run.json) is not resumed with this one.
+    manifest_path = tmp_path / "r" / "_run.json"
     manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
     manifest["alignment_rule"] = "aligned on decoded text; a text with several ids keeps the highest value"
     manifest_path.write_text(json.dumps(manifest), encoding="utf-8")

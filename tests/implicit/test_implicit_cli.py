@@ -87,7 +87,7 @@ def test_cli_refuses_a_reward_model(run_cli, tiny_model_dir, tmp_path, role: str
     )
     line = _error_line(result)
     assert f"the {role} model" in line and "not a causal language model" in line
-    assert not (tmp_path / "run" / "run.json").exists()
+    assert not (tmp_path / "run" / "_run.json").exists()
 
 
 def test_cli_policy_without_chat_template(run_cli, tiny_model_dir, tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -170,10 +170,10 @@ def test_query_spans_runs_of_different_kinds(tmp_path: Path) -> None:
 
 def test_manifest_is_valid_json_after_every_step(tmp_path: Path) -> None:
     store = RunStore(tmp_path, _manifest(rows_expected=3))
-    json.loads((tmp_path / "run.json").read_text())
+    json.loads((tmp_path / "_run.json").read_text())
     store.write_shard("p0", _frame("a", range(3)))
     store.finish()
-    assert json.loads((tmp_path / "run.json").read_text())["complete"] is True
+    assert json.loads((tmp_path / "_run.json").read_text())["complete"] is True
 
 
 def test_package_level_entry_points_are_the_run_store() -> None:
@@ -181,3 +181,28 @@ def test_package_level_entry_points_are_the_run_store() -> None:
     from rewardlens import runs
 
     assert rewardlens.load_run is runs.load_run and rewardlens.query is runs.query
+
+
+def test_a_run_is_a_parquet_dataset_for_pandas_pyarrow_and_duckdb(tmp_path: Path) -> None:
+    import duckdb
+    import pyarrow.dataset as ds
+
+    frame = pd.concat([_frame("a", range(5)), _frame("b", range(5, 12))], ignore_index=True)
+    run = write_run(tmp_path / "r", _manifest(), frame, shard_rows=4)
+    assert (run / "_run.json").is_file() and not (run / "run.json").exists()
+    expected = sorted(frame["response"])
+    assert sorted(pd.read_parquet(run)["response"]) == expected
+    assert sorted(ds.dataset(run, format="parquet").to_table()["response"].to_pylist()) == expected
+    rows = duckdb.sql(f"select response from read_parquet('{run}/**/*.parquet')").fetchall()
+    assert sorted(r[0] for r in rows) == expected
+
+
+def test_a_run_written_by_version_0_1_opens_and_resuming_renames_its_manifest(tmp_path: Path) -> None:
+    run = write_run(tmp_path / "r", _manifest(rows_expected=None), _frame("a", range(3)))
+    (run / "_run.json").rename(run / "run.json")  # the 0.1 layout
+    assert read_manifest(run)["complete"] is True
+    assert len(load_run(run)) == 3
+    store = RunStore(run, _manifest())  # same identity: resumed, manifest rewritten under its new name
+    assert store.resumed
+    assert (run / "_run.json").is_file() and not (run / "run.json").exists()
+    assert len(pd.read_parquet(run)) == 3

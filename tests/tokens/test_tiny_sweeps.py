@@ -57,5 +57,5 @@ def test_sweeps_of_two_tokenizers_align_and_agree_with_scipy(
         assert row.n_shared == len(pair) > 100
         expected = stats.kendalltau(pair[models[0]], pair[models[1]]).statistic
         assert row.kendall_tau == pytest.approx(expected)
-    framing = pd.read_csv(tables / "framing.csv")  # framing from the bundled prompt set, via run.json
+    framing = pd.read_csv(tables / "framing.csv")  # framing from the bundled prompt set, via _run.json
     assert len(framing) == 2 * 2 and set(framing["negative_prompt"]) == {"worst_ever"}

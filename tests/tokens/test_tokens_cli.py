@@ -85,7 +85,7 @@ def test_end_to_end_writes_every_table_and_figure(two_runs: list[Path], tmp_path
     assert summary["alignment"][0]["model"] == "model-A"
     agreement = pd.read_csv(out / "agreement.csv")
     assert len(agreement) == 3 and set(agreement["prompt_id"]) == {"best", "worst", "plain"}
-    framing = pd.read_csv(out / "framing.csv")  # framing from run.json: best positive, worst negative
+    framing = pd.read_csv(out / "framing.csv")  # framing from _run.json: best positive, worst negative
     assert set(zip(framing["model"], framing["positive_prompt"], framing["negative_prompt"], strict=True)) == {
         ("model-A", "best", "worst"),
         ("model-B", "best", "worst"),

@@ -38,7 +38,7 @@ def test_grid_trains_scores_resumes_and_shows_the_planted_preference(
     assert len(cells) == 8 and "llama-lm-chat0__comm__n16" in cells
     manifests = {cell: json.loads((out / cell / "train" / "run.json").read_text()) for cell in cells}
     assert all(m["complete"] and m["pairs_used"] == int(cell.split("__n")[1]) for cell, m in manifests.items())
-    word_runs = sorted(out.glob("*/words/step-*/run.json"))
+    word_runs = sorted(out.glob("*/words/step-*/_run.json"))
     assert len(word_runs) == sum(len(m["checkpoints"]) for m in manifests.values()) == 4 * (1 + 2)
 
     # A rerun finds everything done: no training, no scoring.

@@ -22,7 +22,7 @@ response with (lead + text, e.g. "love" for the chat side and " love" for the pl
 that form can begin a response with the text only in several tokens, and its single-token probability would
 measure the boundary again (" family" after a newline), so such texts are dropped and counted. Texts that
 are empty, hold U+FFFD (a byte fragment of a multi-byte character) or belong to one side only are dropped
-too; the counts of everything left out, on each side, go into `run.json`.
+too; the counts of everything left out, on each side, go into `_run.json`.
 """
 
 from __future__ import annotations
@@ -92,7 +92,7 @@ class TextAlignment:
     text_rule: str
 
     def describe(self, names: tuple[str, str] = ("first", "second")) -> dict[str, Any]:
-        """The rule and the counts of kept and dropped entries on each side (for run.json)."""
+        """The rule and the counts of kept and dropped entries on each side (for _run.json)."""
         return {
             "by": "text",
             "text_rule": self.text_rule,
@@ -105,7 +105,7 @@ class TextAlignment:
 
 
 def describe_rule(text_rule: str) -> str:
-    """The alignment rule in words (run.json records it)."""
+    """The alignment rule in words (_run.json records it)."""
     if text_rule == "stripped":
         key = "decoded text with surrounding whitespace stripped"
     else:

@@ -36,6 +36,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from rewardlens.analysis.family import with_family
 from rewardlens.analysis.multiplicity import holm
 from rewardlens.analysis.permutation import permutation_t_test
 from rewardlens.lexicons import contrast_pairs
@@ -173,8 +174,11 @@ def compare_across_models(
 def family_conclusions(ranked: pd.DataFrame, n_permutations: int, seed: int, n_bootstrap: int = 2000) -> pd.DataFrame:
     """Family differences in each category contrast (per framing) and in its framing interaction.
 
-    Families with fewer than 2 models take part in no comparison (the caller notes it).
+    Families with fewer than 2 models take part in no comparison (the caller notes it), nor do models of
+    no family (`NO_FAMILY`, e.g. local models set beside published RMs: two of them would otherwise be
+    compared as a family of their own).
     """
+    ranked = with_family(ranked)
     sizes = ranked.groupby("family")["model"].nunique()
     families = sorted(sizes[sizes >= 2].index)
     rows: list[dict[str, object]] = []

@@ -3,6 +3,9 @@
 The value-bias finding is a family effect (Llama- vs Gemma-based RMs), so each analysed model needs a
 family. It is read from the model's name unless the user gives it (`--family KEY=FAMILY`), where KEY is
 the model name a run records, the base name of its directory or path, or a CSV file's stem.
+
+A model given the family `none` (`NO_FAMILY`) belongs to no family: it keeps its within-model conclusions
+but takes part in no family comparison (a local model set beside the published RMs, `rewardlens.published`).
 """
 
 from __future__ import annotations
@@ -10,9 +13,12 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 
+import pandas as pd
+
 from rewardlens.errors import UserError
 
 UNKNOWN_FAMILY = "unknown"
+NO_FAMILY = "none"
 
 # Checked in order: the first pattern found in the lower-cased name wins. SmolLM and TinyLlama come
 # before llama because their names contain it (and users compare them with Llama-3 RMs).
@@ -74,4 +80,18 @@ def assign_families(aliases: Mapping[str, Iterable[str]], overrides: Mapping[str
     return families
 
 
-__all__ = ["FAMILY_PATTERNS", "UNKNOWN_FAMILY", "assign_families", "infer_family", "parse_family_options"]
+def with_family(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows of models that belong to a family (`family` column not `NO_FAMILY`): what family-level
+    statistics are computed over."""
+    return frame[frame["family"] != NO_FAMILY]
+
+
+__all__ = [
+    "FAMILY_PATTERNS",
+    "NO_FAMILY",
+    "UNKNOWN_FAMILY",
+    "assign_families",
+    "infer_family",
+    "parse_family_options",
+    "with_family",
+]

@@ -56,7 +56,7 @@ def tokens(
     seed: Annotated[int, typer.Option("--seed", help="Seed of the skewness bootstrap.")] = 0,
     framing: Annotated[
         list[str] | None,
-        typer.Option("--framing", help="ID=pos|neg: a prompt's framing (overrides run.json); repeatable."),
+        typer.Option("--framing", help="ID=pos|neg: a prompt's framing (overrides _run.json); repeatable."),
     ] = None,
     resamples: Annotated[
         int, typer.Option("--resamples", help="Bootstrap resamples of the skewness.")

@@ -291,9 +291,9 @@ def words(
         scorer = load_scorer(model, **load_options)
     display, phase = phase_progress(console)
     with display:
-        from rewardlens.runs import count_rows
+        from rewardlens.runs import count_rows, has_run
 
-        done = count_rows(out) if (out / "run.json").is_file() else 0
+        done = count_rows(out) if has_run(out) else 0
         summary = run_words(
             scorer,
             chosen_lexicon,

@@ -2,7 +2,7 @@
 
 The driver plans the run exactly as a single-process run does (`prepare_sweep`, `words_manifest`, the
 same shard names), with the model's facts taken from a worker, so the run directory is indistinguishable
-from one written by `run_sweep` / `run_words`: same run.json identity, same shard files, same rows.
+from one written by `run_sweep` / `run_words`: same _run.json identity, same shard files, same rows.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from rewardlens.distributed.shards import ShardTask, SweepShardTask, WordShardTa
 from rewardlens.lexicons import Lexicon, load_lexicon
 from rewardlens.progress import PhaseProgress, no_progress
 from rewardlens.prompts import Prompt
-from rewardlens.runs.store import RunStore
+from rewardlens.runs.store import RunStore, has_run
 from rewardlens.sweep import DEFAULT_SHARD_SIZE, SweepSummary, prepare_sweep
 from rewardlens.words import WordsSummary
 
@@ -213,7 +213,7 @@ def implicit_on_ray(
     seen = 0
     while True:
         ready, _ = ray_module.wait([ref], timeout=poll_seconds)
-        if (Path(out_dir) / "run.json").is_file() and progress:
+        if has_run(out_dir) and progress:
             rows = count_rows(out_dir)
             if rows > seen:
                 progress(rows - seen)

@@ -28,7 +28,7 @@ class ScorerFacts:
     """What the driver needs to know about a model, taken from a worker that loaded it.
 
     It stands in for the scorer where the run is planned (`prepare_sweep`, `words_manifest`): the driver
-    writes the run.json a single-process run writes without loading the weights itself.
+    writes the _run.json a single-process run writes without loading the weights itself.
     """
 
     name: str

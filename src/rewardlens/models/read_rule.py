@@ -39,7 +39,7 @@ class ReadRule:
         return len(ids) - 1
 
     def describe(self) -> dict[str, Any]:
-        """What run.json records."""
+        """What _run.json records."""
         return {"rule": self.name, "pad_token_id": self.pad_token_id}
 
 

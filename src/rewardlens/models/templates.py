@@ -276,7 +276,7 @@ class ConversationTemplate:
         return self.published_ids(prompt, self.decoded_tokens(token_ids))
 
     def describe(self) -> dict[str, Any]:
-        """What run.json records about the template."""
+        """What _run.json records about the template."""
         described: dict[str, Any] = {
             "source": self.source,
             "template": self.template_text,

@@ -1,9 +1,10 @@
-"""Runs on disk: `run.json` plus atomic Parquet shards; resumable; queried with DuckDB."""
+"""Runs on disk: `_run.json` plus atomic Parquet shards; resumable; queried with DuckDB."""
 
 from rewardlens.runs.query import connect, export_run, query, top_responses
 from rewardlens.runs.store import (
     RunStore,
     count_rows,
+    has_run,
     is_complete_run,
     load_run,
     read_manifest,
@@ -17,6 +18,7 @@ __all__ = [
     "connect",
     "count_rows",
     "export_run",
+    "has_run",
     "is_complete_run",
     "load_run",
     "query",

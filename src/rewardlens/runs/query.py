@@ -1,18 +1,34 @@
-"""DuckDB SQL over any number of runs: a view `scores` (all rows, plus a `run` column naming the DIR)."""
+"""DuckDB SQL over any number of runs: a view `scores` (all rows, plus a `run` column naming the DIR).
+
+The analyses read runs through here rather than loading them whole: `SweepRows` serves the token analyses
+(one model x prompt at a time, aggregates and joins in SQL) and `lexicon_rows` the value analysis (only the
+rows whose response is a lexicon word). Every connection has a memory limit, so a study of many models over a
+whole vocabulary spills to disk instead of growing without bound.
+"""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 import pandas as pd
+import pyarrow as pa
 
 from rewardlens.errors import UserError
 from rewardlens.runs.store import read_manifest, shard_files
 
 RunPaths = str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
+
+# DuckDB's share of the 4 GB an analysis of 10 models x 54 prompts x 262,144 tokens may use; the rest is for
+# the frames pandas gets back. Overridable for machines with more memory.
+MEMORY_LIMIT = os.environ.get("REWARDLENS_DUCKDB_MEMORY", "1500MB")
+THREADS = max(1, min(4, os.cpu_count() or 1))
+# Columns that give each row its place in `load_run` order (runs in the order given, shards by name).
+ORDER_COLUMNS = ("_run_index", "filename", "file_row_number")
+ROW_ORDER = ", ".join(ORDER_COLUMNS)
 
 
 def _as_list(runs: RunPaths) -> list[str]:
@@ -25,26 +41,31 @@ def _sql_literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def connect(runs: RunPaths) -> duckdb.DuckDBPyConnection:
+def connect(runs: RunPaths, *, row_order: bool = False) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB connection with the view `scores` over the shards of `runs`.
 
     Runs of different kinds are combined by column name (missing columns are NULL), so a sweep and a
-    word run can be queried side by side.
+    word run can be queried side by side. With `row_order`, the view also has the `ORDER_COLUMNS`, so that
+    `ORDER BY {ROW_ORDER}` gives the rows in the order `load_run` and pandas see them.
     """
     directories = _as_list(runs)
     if not directories:
         raise UserError("query needs at least one run directory")
     selects = []
-    for directory in directories:
+    for index, directory in enumerate(directories):
         read_manifest(directory)  # one clear line for a DIR that is not a run
         files = shard_files(directory)
         if not files:
             continue
         file_list = "[" + ", ".join(_sql_literal(str(f)) for f in files) + "]"
-        selects.append(f"SELECT *, {_sql_literal(directory)} AS run FROM read_parquet({file_list})")
+        if row_order:
+            source = f"read_parquet({file_list}, filename = true, file_row_number = true)"
+            selects.append(f"SELECT *, {_sql_literal(directory)} AS run, {index} AS _run_index FROM {source}")
+        else:
+            selects.append(f"SELECT *, {_sql_literal(directory)} AS run FROM read_parquet({file_list})")
     if not selects:
         raise UserError("no rows: the runs hold no shards yet")
-    connection = duckdb.connect(":memory:")
+    connection = duckdb.connect(":memory:", config={"memory_limit": MEMORY_LIMIT, "threads": THREADS})
     connection.execute("CREATE VIEW scores AS " + " UNION ALL BY NAME ".join(selects))
     return connection
 
@@ -120,5 +141,177 @@ def export_run(directory: str | os.PathLike[str], path: str | os.PathLike[str], 
         return int(connection.execute("SELECT count(*) FROM scores").fetchone()[0])  # type: ignore[index]
     except duckdb.IOException as err:
         raise UserError(f"cannot write {target}: {str(err).splitlines()[0]}") from err
+    finally:
+        connection.close()
+
+
+# A sweep row is ranked when its score is a finite number and it is not a special token (the token analyses'
+# `scored_tokens`, applied in SQL so that pandas never sees the other rows).
+_SCORED = "score IS NOT NULL AND isfinite(score)"
+_NOT_SPECIAL = "NOT coalesce(is_special, false)"
+
+
+class SweepRows:
+    """The rows of sweep runs for the token analyses, read in pieces that fit in memory.
+
+    `groups` yields one model x prompt at a time (rows in `load_run` order, scored rows only), the
+    aggregates (prompt ids, duplicates, the vocabulary) are SQL, and `aligned_scores` joins one prompt's
+    scores with a token table in SQL. Use it as a context manager.
+    """
+
+    def __init__(self, runs: RunPaths, include_special: bool = False) -> None:
+        self.connection = connect(runs, row_order=True)
+        self.columns = _columns(self.connection)
+        keep = _SCORED if include_special or "is_special" not in self.columns else f"{_SCORED} AND {_NOT_SPECIAL}"
+        self.connection.execute(
+            "CREATE VIEW all_rows AS SELECT * REPLACE (CAST(model AS VARCHAR) AS model, "
+            "CAST(prompt_id AS VARCHAR) AS prompt_id) FROM scores"
+        )
+        self.connection.execute(f"CREATE VIEW scored AS SELECT * FROM all_rows WHERE {keep}")
+
+    def __enter__(self) -> SweepRows:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.connection.close()
+
+    def count(self) -> int:
+        return int(self.connection.execute("SELECT count(*) FROM all_rows").fetchone()[0])  # type: ignore[index]
+
+    def prompt_ids(self) -> list[str]:
+        return [row[0] for row in self.connection.execute("SELECT DISTINCT prompt_id FROM all_rows").fetchall()]
+
+    def models(self) -> list[str]:
+        """Every model of the runs, scored rows or not, sorted."""
+        sql = "SELECT DISTINCT model FROM all_rows ORDER BY model"
+        return [row[0] for row in self.connection.execute(sql).fetchall()]
+
+    def first_duplicate(self) -> tuple[str, str, int] | None:
+        """(model, prompt_id, token_id) of the first row, in load order, that repeats an earlier row's key."""
+        keys = "model, prompt_id, token_id"
+        found = self.connection.execute(
+            f"SELECT {keys} FROM all_rows GROUP BY {keys} HAVING count(*) > 1 LIMIT 1"
+        ).fetchone()
+        if found is None:
+            return None
+        # Only on the error path: which repeat comes first, as pandas' `duplicated` would name it.
+        first = self.connection.execute(
+            f"SELECT {keys} FROM (SELECT {keys}, {ROW_ORDER}, row_number() OVER "
+            f"(PARTITION BY {keys} ORDER BY {ROW_ORDER}) AS occurrence FROM all_rows) "
+            f"WHERE occurrence = 2 ORDER BY {ROW_ORDER} LIMIT 1"
+        ).fetchone()
+        model, prompt_id, token_id = first if first is not None else found
+        return str(model), str(prompt_id), int(token_id)
+
+    def groups(self, columns: Sequence[str]) -> Iterator[tuple[str, str, pd.DataFrame]]:
+        """(model, prompt_id, scored rows) for every model x prompt in sorted order; rows in load order.
+
+        One model's rows are sorted by DuckDB (spilling to disk past the memory limit) and streamed in
+        batches, so at most one model x prompt plus one batch is in memory.
+        """
+        wanted = ", ".join(_identifier(c) for c in columns if c in self.columns and c not in ("model", "prompt_id"))
+        for model in self.models():
+            counts = self.connection.execute(
+                "SELECT prompt_id, count(*) FROM scored WHERE model = $model GROUP BY prompt_id ORDER BY prompt_id",
+                {"model": model},
+            ).fetchall()
+            if not counts:
+                continue
+            reader = self.connection.execute(
+                f"SELECT {wanted} FROM scored WHERE model = $model ORDER BY prompt_id, {ROW_ORDER}",
+                {"model": model},
+            ).fetch_record_batch(_BATCH_ROWS)
+            sizes = [int(n) for _, n in counts]
+            for (prompt_id, _), table in zip(counts, _slices(reader, sizes), strict=True):
+                frame = table.to_pandas()
+                frame.insert(0, "prompt_id", prompt_id)
+                frame.insert(0, "model", model)
+                yield model, str(prompt_id), frame
+
+    def vocabulary(self) -> pd.DataFrame:
+        """Distinct (model, token_id, response, leading_space) of the scored rows: what token text is made of."""
+        columns = ["model", "token_id", "response"] + (["leading_space"] if "leading_space" in self.columns else [])
+        listed = ", ".join(columns)
+        return self.connection.execute(f"SELECT DISTINCT {listed} FROM scored").df()
+
+    def aligned_scores(self, tokens: pd.DataFrame, prompt_id: str) -> pd.DataFrame:
+        """Scores under one prompt of the (model, token_id) pairs of `tokens`, with `tokens`' other columns."""
+        self.connection.register("_aligned_tokens", tokens)
+        try:
+            return self.connection.execute(
+                "SELECT t.*, s.score FROM scored AS s JOIN _aligned_tokens AS t USING (model, token_id) "
+                "WHERE s.prompt_id = $prompt",
+                {"prompt": prompt_id},
+            ).df()
+        finally:
+            self.connection.unregister("_aligned_tokens")
+
+
+_BATCH_ROWS = 1 << 20
+
+
+def _identifier(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _slices(reader: pa.RecordBatchReader, sizes: Sequence[int]) -> Iterator[pa.Table]:
+    """Consecutive tables of `sizes` rows cut from a stream of record batches."""
+    pending: list[pa.RecordBatch] = []
+    held = 0
+    batches = iter(reader)
+    for size in sizes:
+        while held < size:
+            batch = next(batches)
+            pending.append(batch)
+            held += batch.num_rows
+        table = pa.Table.from_batches(pending, schema=reader.schema)
+        yield table.slice(0, size)
+        rest = table.slice(size)
+        pending = rest.to_batches()
+        held = rest.num_rows
+
+
+def run_responses(runs: RunPaths) -> list[str]:
+    """The distinct responses of `runs`, as text (what a lexicon is matched against)."""
+    connection = connect(runs)
+    try:
+        sql = "SELECT DISTINCT CAST(response AS VARCHAR) FROM scores WHERE response IS NOT NULL"
+        return [row[0] for row in connection.execute(sql).fetchall()]
+    finally:
+        connection.close()
+
+
+@dataclass(frozen=True)
+class LexiconRows:
+    """What the value analysis needs of one run: the rows of lexicon responses (in load order), every prompt
+    id of the run (in order of first appearance), the model of its first row and its row count."""
+
+    frame: pd.DataFrame
+    prompt_ids: list[str]
+    first_model: str | None
+    n_rows: int
+
+
+def lexicon_rows(directory: str | os.PathLike[str], responses: Sequence[str]) -> LexiconRows:
+    """The rows of one run whose response is in `responses`, found by a join in SQL: a sweep over a whole
+    vocabulary comes back as its few lexicon rows."""
+    connection = connect(directory, row_order=True)
+    try:
+        wanted = pd.DataFrame({"response": pd.Series(list(dict.fromkeys(responses)), dtype=object)})
+        connection.register("_wanted", wanted)
+        order = ", ".join(ORDER_COLUMNS)
+        rows = connection.execute(
+            f"SELECT * EXCLUDE (run, {order}) FROM scores WHERE CAST(response AS VARCHAR) IN "
+            f"(SELECT response FROM _wanted) ORDER BY {ROW_ORDER}"
+        ).df()
+        prompts = connection.execute(
+            f"SELECT CAST(prompt_id AS VARCHAR) FROM scores GROUP BY prompt_id ORDER BY min(row({order}))"
+        ).fetchall()
+        count = int(connection.execute("SELECT count(*) FROM scores").fetchone()[0])  # type: ignore[index]
+        first = connection.execute(f"SELECT model FROM scores ORDER BY {ROW_ORDER} LIMIT 1").fetchone()
+        return LexiconRows(rows, [str(row[0]) for row in prompts], None if first is None else first[0], count)
     finally:
         connection.close()

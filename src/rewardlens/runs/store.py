@@ -1,13 +1,15 @@
-"""A run on disk: `DIR/run.json` (what was run) plus Parquet shards under `DIR/shards/` (the rows).
+"""A run on disk: `DIR/_run.json` (what was run) plus Parquet shards under `DIR/shards/` (the rows).
 
 Shards are written atomically (temporary file in the same directory, then `os.replace`), so a shard
 file that exists is complete: a run killed at any moment resumes by skipping the shards that exist.
 Shards are named by what they hold (e.g. a prompt and a token range), so independent workers can write
 them without coordinating.
 
-Why `DIR/shards/` and not Parquet files directly in DIR: pyarrow's dataset discovery (what
-`pandas.read_parquet(DIR)` uses) reads every file whose name does not start with `.` or `_`, and fails
-on `run.json`. `pandas.read_parquet(DIR / "shards")` reads the whole run; `load_run(DIR)` is the API.
+A run is a Parquet dataset as it stands: pyarrow's dataset discovery (what `pandas.read_parquet(DIR)` and
+`pyarrow.dataset.dataset(DIR)` use) and DuckDB's `read_parquet('DIR/**/*.parquet')` skip files whose names start
+with `_` or `.`, so the manifest is `_run.json` and temporaries are dot-named. Runs written by rewardlens 0.1 have
+`run.json` (which pyarrow would try to read as Parquet); they still open, and the first write of their manifest
+renames it. `load_run(DIR)` is the API (shard-name order, a clear error for a DIR that is not a run).
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ import pyarrow.parquet as pq
 
 from rewardlens.errors import UserError
 
-MANIFEST_NAME = "run.json"
+MANIFEST_NAME = "_run.json"
+LEGACY_MANIFEST_NAME = "run.json"  # rewardlens 0.1
 SHARDS_DIR = "shards"
 SHARD_SUFFIX = ".parquet"
 FORMAT_VERSION = 1
@@ -64,7 +67,15 @@ def _shards_path(directory: Path) -> Path:
 
 
 def _manifest_path(directory: Path) -> Path:
-    return directory / MANIFEST_NAME
+    """Where DIR's manifest is: `_run.json`, or the `run.json` of a run written by rewardlens 0.1."""
+    current = directory / MANIFEST_NAME
+    legacy = directory / LEGACY_MANIFEST_NAME
+    return legacy if not current.is_file() and legacy.is_file() else current
+
+
+def has_run(directory: str | os.PathLike[str]) -> bool:
+    """Whether DIR holds a run (a manifest, current or legacy), finished or not."""
+    return _manifest_path(Path(directory)).is_file()
 
 
 def shard_files(directory: str | os.PathLike[str]) -> list[Path]:
@@ -76,7 +87,7 @@ def shard_files(directory: str | os.PathLike[str]) -> list[Path]:
 
 
 def read_manifest(directory: str | os.PathLike[str]) -> dict[str, Any]:
-    """The `run.json` of a run DIR; a UserError if DIR holds no (readable) run."""
+    """The manifest (`_run.json`) of a run DIR; a UserError if DIR holds no (readable) run."""
     path = _manifest_path(Path(directory))
     if not path.is_file():
         raise UserError(f"{directory} holds no run (no {MANIFEST_NAME})")
@@ -91,7 +102,7 @@ def read_manifest(directory: str | os.PathLike[str]) -> dict[str, Any]:
 
 def is_complete_run(directory: str | os.PathLike[str], model_spec: str) -> bool:
     """Whether DIR holds a finished run of `model_spec` (a job that finds one needs no model)."""
-    if not _manifest_path(Path(directory)).is_file():
+    if not has_run(directory):
         return False
     manifest = read_manifest(directory)
     return bool(manifest.get("complete")) and manifest.get("model_spec") == model_spec
@@ -145,7 +156,9 @@ def _atomic_write_bytes(path: Path, write: Any) -> None:
 
 def _write_manifest(directory: Path, manifest: Mapping[str, Any]) -> None:
     text = json.dumps(manifest, indent=2, ensure_ascii=False, default=str) + "\n"
-    _atomic_write_bytes(_manifest_path(directory), lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    _atomic_write_bytes(directory / MANIFEST_NAME, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    # A resumed 0.1 run now has `_run.json`; its `run.json` would keep the directory unreadable as a dataset.
+    (directory / LEGACY_MANIFEST_NAME).unlink(missing_ok=True)
 
 
 def _remove_stale_temporaries(shards: Path) -> None:
@@ -184,7 +197,8 @@ def prepare_directory(directory: Path) -> None:
 
 def _clear_run(directory: Path) -> None:
     """Remove the run files of DIR (manifest and shards), leaving anything else the user put there."""
-    _manifest_path(directory).unlink(missing_ok=True)
+    (directory / MANIFEST_NAME).unlink(missing_ok=True)
+    (directory / LEGACY_MANIFEST_NAME).unlink(missing_ok=True)
     shutil.rmtree(_shards_path(directory), ignore_errors=True)
 
 
@@ -214,7 +228,7 @@ def refuse_other_run(
 
     Jobs call it early with the keys they know before loading a model; `RunStore` calls it with all of them.
     """
-    if overwrite or not _manifest_path(Path(directory)).is_file():
+    if overwrite or not has_run(directory):
         return
     difference = identity_difference(read_manifest(directory), identity, keys)
     if difference is not None:
@@ -226,7 +240,7 @@ def _refuse_or_clear(directory: Path, new: Mapping[str, Any], keys: Iterable[str
     if overwrite:
         _clear_run(directory)
         return False
-    if not _manifest_path(directory).exists():
+    if not has_run(directory):
         if shard_files(directory):
             raise UserError(f"{directory} holds shards without a {MANIFEST_NAME}; pass --overwrite to replace them")
         return False
@@ -237,7 +251,7 @@ def _refuse_or_clear(directory: Path, new: Mapping[str, Any], keys: Iterable[str
 class RunStore:
     """An incremental run: create it, or resume the same run; write shards atomically; finish it.
 
-    `manifest` describes the run (see the run.json contract); the values under `identity_keys` decide
+    `manifest` describes the run (see the `_run.json` contract); the values under `identity_keys` decide
     whether an existing DIR holds the same run (resumed) or another one (refused unless `overwrite`).
     """
 
@@ -300,7 +314,7 @@ class RunStore:
         """Record end time and row count; complete when the rows match `rows_expected` (if given).
 
         `scoring_seconds` (this session's) is added to what earlier sessions of the run recorded; `fields`
-        are recorded as they are. One write of run.json.
+        are recorded as they are. One write of the manifest.
         """
         rows = self.rows_done()
         expected = self.manifest.get("rows_expected")
@@ -324,7 +338,7 @@ def write_run(
     """Write a whole run at once (imports, word runs, analyses). A DIR holding any run is refused
     unless `overwrite`; the frame is split into shards of at most `shard_rows` rows."""
     path = Path(directory)
-    if _manifest_path(path).exists() and not overwrite:
+    if has_run(path) and not overwrite:
         raise UserError(f"{path} already holds a run; pass --overwrite to replace it")
     full = {**dict(manifest), "rows_expected": len(frame)}
     store = RunStore(path, full, identity_keys=(), overwrite=True)

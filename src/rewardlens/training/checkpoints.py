@@ -22,6 +22,7 @@ from rewardlens.analysis.family import infer_family
 from rewardlens.analysis.values import model_medians, rank_lexicon_words
 from rewardlens.errors import UserError
 from rewardlens.lexicons import load_lexicon
+from rewardlens.runs.store import has_run
 from rewardlens.training.ablate import ablation_cells, read_ablation
 
 CELL_COLUMNS = ["base", "family", "data", "size", "step", "epoch", "final"]
@@ -50,7 +51,7 @@ def rank_checkpoints(out: str | os.PathLike[str], lexicon: str) -> tuple[pd.Data
     frames = []
     for row in ablation_cells(out):
         words: Path = row["words"]
-        if not (words / "run.json").is_file():
+        if not has_run(words):
             notes.append(f"{_checkpoint_key(row)}: no word run yet (run `ablate` again to score it)")
             continue
         key = _checkpoint_key(row)
