@@ -3,7 +3,7 @@
 Layout of OUT:
 
     OUT/ablation.json                      the grid and the recipe shared by every cell
-    OUT/<base>__<data>__n<size>/train/     a `train` directory (run.json, checkpoints/step-NNNNNN/)
+    OUT/<base>__<data>__n<size>/train/     a `train` directory (its own run.json, checkpoints/step-NNNNNN/)
     OUT/<base>__<data>__n<size>/words/step-NNNNNN/   a word run (Big Two nouns under value54 by default)
 
 Resumable: a cell whose training run.json says complete is not trained again (an incomplete one, killed
@@ -128,9 +128,9 @@ def training_complete(directory: Path) -> bool:
 
 
 def words_complete(directory: Path) -> bool:
-    from rewardlens.runs import read_manifest
+    from rewardlens.runs import has_run, read_manifest
 
-    if not (directory / "run.json").is_file():
+    if not has_run(directory):
         return False
     try:
         return bool(read_manifest(directory).get("complete"))
