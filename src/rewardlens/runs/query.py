@@ -181,6 +181,9 @@ class SweepRows:
     def count(self) -> int:
         return int(self.connection.execute("SELECT count(*) FROM all_rows").fetchone()[0])  # type: ignore[index]
 
+    def scored_count(self) -> int:
+        return int(self.connection.execute("SELECT count(*) FROM scored").fetchone()[0])  # type: ignore[index]
+
     def prompt_ids(self) -> list[str]:
         return [row[0] for row in self.connection.execute("SELECT DISTINCT prompt_id FROM all_rows").fetchall()]
 
@@ -213,23 +216,25 @@ class SweepRows:
         batches, so at most one model x prompt plus one batch is in memory.
         """
         wanted = ", ".join(_identifier(c) for c in columns if c in self.columns and c not in ("model", "prompt_id"))
-        for model in self.models():
-            counts = self.connection.execute(
-                "SELECT prompt_id, count(*) FROM scored WHERE model = $model GROUP BY prompt_id ORDER BY prompt_id",
-                {"model": model},
-            ).fetchall()
-            if not counts:
-                continue
-            reader = self.connection.execute(
-                f"SELECT {wanted} FROM scored WHERE model = $model ORDER BY prompt_id, {ROW_ORDER}",
-                {"model": model},
-            ).fetch_record_batch(_BATCH_ROWS)
-            sizes = [int(n) for _, n in counts]
-            for (prompt_id, _), table in zip(counts, _slices(reader, sizes), strict=True):
-                frame = table.to_pandas()
-                frame.insert(0, "prompt_id", prompt_id)
-                frame.insert(0, "model", model)
-                yield model, str(prompt_id), frame
+        counts: dict[str, list[tuple[str, int]]] = {}
+        sql = "SELECT model, prompt_id, count(*) FROM scored GROUP BY ALL ORDER BY model, prompt_id"
+        for model, prompt_id, n in self.connection.execute(sql).fetchall():
+            counts.setdefault(model, []).append((prompt_id, int(n)))
+        for model, prompts in counts.items():
+            # A cursor of its own: the caller may query the connection while the stream is open.
+            cursor = self.connection.cursor()
+            try:
+                reader = cursor.sql(
+                    f"SELECT {wanted} FROM scored WHERE model = $model ORDER BY prompt_id, {ROW_ORDER}",
+                    params={"model": model},
+                ).to_arrow_reader(_BATCH_ROWS)
+                for (prompt_id, _), table in zip(prompts, _slices(reader, [n for _, n in prompts]), strict=True):
+                    frame = table.to_pandas()
+                    frame.insert(0, "prompt_id", prompt_id)
+                    frame.insert(0, "model", model)
+                    yield model, str(prompt_id), frame
+            finally:
+                cursor.close()
 
     def vocabulary(self) -> pd.DataFrame:
         """Distinct (model, token_id, response, leading_space) of the scored rows: what token text is made of."""
@@ -315,3 +320,13 @@ def lexicon_rows(directory: str | os.PathLike[str], responses: Sequence[str]) ->
         return LexiconRows(rows, [str(row[0]) for row in prompts], None if first is None else first[0], count)
     finally:
         connection.close()
+
+
+def run_columns(directory: str | os.PathLike[str]) -> list[str]:
+    """The columns of a run's shards (from the Parquet footers only); none for a run without shards."""
+    import pyarrow.parquet as pq
+
+    names: dict[str, None] = {}
+    for file in shard_files(directory):
+        names.update(dict.fromkeys(pq.read_schema(file).names))
+    return list(names)

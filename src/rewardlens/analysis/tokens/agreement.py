@@ -31,9 +31,7 @@ ALIGNMENT_COLUMNS = [
 ]
 
 
-def rank_biased_overlap(
-    ranking_a: Sequence[Hashable], ranking_b: Sequence[Hashable], p: float = 0.9
-) -> float:
+def rank_biased_overlap(ranking_a: Sequence[Hashable], ranking_b: Sequence[Hashable], p: float = 0.9) -> float:
     """Extrapolated rank-biased overlap RBO_ext of two finite, tie-free rankings (Webber et al. 2010).
 
     This is the point estimate of Webber, Moffat & Zobel, "A similarity measure for indefinite rankings",
@@ -62,11 +60,14 @@ def rank_biased_overlap(
     position_in_short = {item: depth for depth, item in enumerate(short, start=1)}
     # Depth from which each shared item is in both prefixes; items of only one list never count.
     joint_depths = [
-        max(depth, position_in_short[item])
-        for depth, item in enumerate(long_, start=1)
-        if item in position_in_short
+        max(depth, position_in_short[item]) for depth, item in enumerate(long_, start=1) if item in position_in_short
     ]
-    overlap = np.cumsum(np.bincount(np.asarray(joint_depths, dtype=np.int64), minlength=n_long + 1)[1:])
+    return _rbo_from_joint_depths(np.asarray(joint_depths, dtype=np.int64), s, n_long, p)
+
+
+def _rbo_from_joint_depths(joint_depths: np.ndarray, s: int, n_long: int, p: float) -> float:
+    """RBO_ext from the depth at which each shared item enters both prefixes (lengths s <= n_long)."""
+    overlap = np.cumsum(np.bincount(joint_depths, minlength=n_long + 1)[1:])
     depths = np.arange(1, n_long + 1, dtype=np.float64)
     weights = p**depths
     x_s, x_l = float(overlap[s - 1]), float(overlap[n_long - 1])
@@ -79,9 +80,7 @@ def rank_biased_overlap(
 def _vocabularies(rows: pd.DataFrame) -> pd.DataFrame:
     """One row per (model, token_id, text), whatever the number of prompts, with `n_ids` sharing that text."""
     vocabulary = rows[["model", "token_id"]].assign(text=token_text(rows).to_numpy()).drop_duplicates()
-    vocabulary["n_ids"] = vocabulary.groupby(["model", "text"], observed=True)["token_id"].transform(
-        "nunique"
-    )
+    vocabulary["n_ids"] = vocabulary.groupby(["model", "text"], observed=True)["token_id"].transform("nunique")
     return vocabulary
 
 
@@ -96,7 +95,11 @@ def _shared_unique(vocabulary: pd.DataFrame) -> pd.DataFrame:
 def alignment_report(frame: pd.DataFrame, include_special: bool = False) -> pd.DataFrame:
     """Per model: tokens, distinct texts, texts dropped as duplicated (and their ids), texts shared by all."""
     require_columns(frame, ["model", "token_id", "response", "score"], "agreement")
-    vocabulary = _vocabularies(scored_tokens(frame, include_special))
+    return alignment_table(_vocabularies(scored_tokens(frame, include_special)))
+
+
+def alignment_table(vocabulary: pd.DataFrame) -> pd.DataFrame:
+    """`alignment_report` from the table of `_vocabularies` (which SQL can build without the rows)."""
     n_shared = _shared_unique(vocabulary)["text"].nunique()
     records: list[dict[str, object]] = []
     for model, tokens in vocabulary.groupby("model", sort=True, observed=True):
@@ -120,9 +123,7 @@ def align_tokens(frame: pd.DataFrame, include_special: bool = False) -> pd.DataF
     require_columns(frame, ["model", "prompt_id", "token_id", "response", "score"], "agreement")
     rows = scored_tokens(frame, include_special)
     kept = _shared_unique(_vocabularies(rows))[["model", "token_id", "text"]]
-    aligned = rows[["model", "prompt_id", "token_id", "score"]].merge(
-        kept, on=["model", "token_id"], how="inner"
-    )
+    aligned = rows[["model", "prompt_id", "token_id", "score"]].merge(kept, on=["model", "token_id"], how="inner")
     return aligned[["model", "prompt_id", "token_id", "text", "score"]]
 
 
@@ -210,3 +211,69 @@ def tau_mds(matrix: pd.DataFrame) -> pd.DataFrame:
     """`agreement_mds` from a complete `mean_tau_matrix`."""
     coordinates = classical_mds(1.0 - matrix.to_numpy(), dimensions=2)
     return pd.DataFrame({"model": matrix.index, "x": coordinates[:, 0], "y": coordinates[:, 1]})
+
+
+def _rbo_of_permutations(order_a: np.ndarray, order_b: np.ndarray, p: float) -> float:
+    """`rank_biased_overlap` of two orderings of the same items 0..n-1, in O(n) numpy instead of a dict.
+
+    Equal lengths make `order_a` the "short" list; each item enters both prefixes at the larger of its
+    two depths, so the overlap counts, and hence the float result, are those of `rank_biased_overlap`.
+    """
+    n = len(order_a)
+    if n == 0:
+        return float("nan")
+    depth_in_a = np.empty(n, dtype=np.int64)
+    depth_in_a[order_a] = np.arange(1, n + 1)
+    joint = np.maximum(np.arange(1, n + 1), depth_in_a[order_b])
+    return _rbo_from_joint_depths(joint, n, n, p)
+
+
+def vocabulary_of(rows: pd.DataFrame) -> pd.DataFrame:
+    """`_vocabularies` of rows holding at least model, token_id, response (and leading_space)."""
+    return _vocabularies(rows)
+
+
+def shared_tokens(vocabulary: pd.DataFrame) -> pd.DataFrame:
+    """(model, token_id, text, code) of the texts every model has once; `code` numbers the texts in sorted
+    order, the order in which `agreement` lists them (and breaks ties of RBO)."""
+    kept = _shared_unique(vocabulary)[["model", "token_id", "text"]]
+    texts = np.sort(kept["text"].unique().astype(object))
+    codes = pd.Series(np.arange(len(texts), dtype=np.int64), index=pd.Index(texts))
+    return kept.assign(code=kept["text"].map(codes).to_numpy(dtype=np.int64)).reset_index(drop=True)
+
+
+def agreement_of_prompt(
+    prompt_id: str, scores: np.ndarray, models: Sequence[str], p: float = 0.9
+) -> list[dict[str, object]]:
+    """`agreement`'s records of one prompt from a models x texts matrix of scores (NaN: not scored).
+
+    Columns of `scores` are the texts in sorted order, as in `agreement`'s pivot table.
+    """
+    records: list[dict[str, object]] = []
+    rankings: dict[int, np.ndarray] = {}  # per model, when every text is scored by both: computed once
+    codes = np.arange(scores.shape[1], dtype=np.int64)
+    finite = np.isfinite(scores)
+    for i, j in combinations(range(len(models)), 2):
+        both = finite[i] & finite[j]
+        if both.sum() < 2:
+            continue
+        a, b = scores[i, both], scores[j, both]
+        complete = bool(both.all())
+        if complete:
+            order_a = rankings.setdefault(i, np.lexsort((codes, -scores[i])))
+            order_b = rankings.setdefault(j, np.lexsort((codes, -scores[j])))
+        else:
+            shared = np.arange(int(both.sum()), dtype=np.int64)  # position among the shared texts, same order
+            order_a, order_b = np.lexsort((shared, -a)), np.lexsort((shared, -b))
+        records.append(
+            {
+                "model_a": models[i],
+                "model_b": models[j],
+                "prompt_id": str(prompt_id),
+                "n_shared": int(both.sum()),
+                "kendall_tau": float(stats.kendalltau(a, b, variant="b").statistic),
+                "spearman_rho": float(stats.spearmanr(a, b).statistic),
+                "rbo": _rbo_of_permutations(order_a, order_b, p),
+            }
+        )
+    return records

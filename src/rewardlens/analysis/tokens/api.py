@@ -10,17 +10,33 @@ import os
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import numpy as np
 import pandas as pd
 
 from rewardlens.analysis.tokens._frame import require_columns, scored_tokens
-from rewardlens.analysis.tokens.agreement import agreement, alignment_report, mean_tau_matrix, tau_mds
-from rewardlens.analysis.tokens.framing import framing_analysis, normalise_framing
+from rewardlens.analysis.tokens.agreement import (
+    AGREEMENT_COLUMNS,
+    agreement,
+    agreement_of_prompt,
+    alignment_report,
+    alignment_table,
+    mean_tau_matrix,
+    shared_tokens,
+    tau_mds,
+    vocabulary_of,
+)
+from rewardlens.analysis.tokens.framing import framing_analysis, framing_pairs, normalise_framing
 from rewardlens.analysis.tokens.frequency import fit_word_features, word_features
 from rewardlens.analysis.tokens.identity import identity_groups, identity_percentiles, load_identity_terms
 from rewardlens.analysis.tokens.moments import moments
+from rewardlens.analysis.tokens.streamed import group_analyses
 from rewardlens.analysis.tokens.top_bottom import top_bottom
 from rewardlens.errors import UserError
+
+if TYPE_CHECKING:
+    from rewardlens.runs.query import SweepRows
 
 SWEEP_COLUMNS = ["model", "prompt_id", "token_id", "response", "score"]
 
@@ -31,7 +47,7 @@ class TokenRuns:
 
     frame: pd.DataFrame
     framings: dict[str, str] = field(default_factory=dict)
-    # (scope, phrasing) of prompts whose run.json gives both: framing pairs prompts that differ only in frame.
+    # (scope, phrasing) of prompts whose _run.json gives both: framing pairs prompts that differ only in frame.
     framing_match: dict[str, tuple[str, str]] = field(default_factory=dict)
 
 
@@ -60,9 +76,7 @@ def load_token_runs(run_dirs: Sequence[str | os.PathLike[str]]) -> TokenRuns:
         kind = manifest.get("kind_of_run")
         # Implicit-reward runs over the whole vocabulary carry the same columns as sweeps.
         if kind not in ("sweep", "implicit"):
-            raise UserError(
-                f"{run_dir} is not a sweep run (kind_of_run {kind!r}); token analyses need sweeps"
-            )
+            raise UserError(f"{run_dir} is not a sweep run (kind_of_run {kind!r}); token analyses need sweeps")
         frame = load_run(run_dir)
         missing = [c for c in SWEEP_COLUMNS if c not in frame.columns]
         if missing:
@@ -180,7 +194,6 @@ def analyze_tokens(
 
 
 def _agreement(frame: pd.DataFrame, report: TokenReport, figures: bool) -> None:
-    from rewardlens.report import token_plots
 
     models = frame["model"].astype(str).unique()
     if len(models) < 2:
@@ -188,7 +201,12 @@ def _agreement(frame: pd.DataFrame, report: TokenReport, figures: bool) -> None:
         return
     report.alignment = alignment_report(frame)
     _write(report, "alignment.csv", report.alignment)
-    pairs = agreement(frame)
+    _agreement_outputs(agreement(frame), report, figures)
+
+
+def _agreement_outputs(pairs: pd.DataFrame, report: TokenReport, figures: bool) -> None:
+    from rewardlens.report import token_plots
+
     _write(report, "agreement.csv", pairs)
     if pairs.empty:
         report.notes.append("agreement: no prompt id was scored by two models")
@@ -200,20 +218,22 @@ def _agreement(frame: pd.DataFrame, report: TokenReport, figures: bool) -> None:
         coordinates = tau_mds(tau)
         _write(report, "agreement_mds.csv", coordinates)
         if figures:
-            report.files.append(
-                token_plots.plot_agreement_mds(coordinates, report.out_dir / "agreement_mds.png")
-            )
+            report.files.append(token_plots.plot_agreement_mds(coordinates, report.out_dir / "agreement_mds.png"))
     if figures:
         report.files.append(token_plots.plot_agreement_heatmap(tau, report.out_dir / "agreement.png"))
 
 
 def _frequency(frame: pd.DataFrame, report: TokenReport, figures: bool) -> None:
-    from rewardlens.report import token_plots
 
     if "is_word" not in frame.columns:
         report.notes.append("frequency skipped: the runs have no is_word column")
         return
-    features = word_features(frame)
+    _write_frequency(report, word_features(frame), figures)
+
+
+def _write_frequency(report: TokenReport, features: pd.DataFrame, figures: bool) -> None:
+    from rewardlens.report import token_plots
+
     _write(report, "frequency.csv", fit_word_features(features))
     if report.tables["frequency"].empty:
         report.notes.append("frequency: too few word tokens with a frequency and a sentiment to fit")
@@ -221,6 +241,33 @@ def _frequency(frame: pd.DataFrame, report: TokenReport, figures: bool) -> None:
         report.files.append(
             token_plots.plot_frequency_scatter(features, report.tables["frequency"], report.out_dir / "frequency.png")
         )
+
+
+def _run_metadata(run_dirs: Sequence[str | os.PathLike[str]]) -> TokenRuns:
+    """The checks and framings `load_token_runs` takes from each run, from manifests and Parquet footers only."""
+    from rewardlens.runs import read_manifest
+    from rewardlens.runs.query import run_columns
+
+    if not run_dirs:
+        raise UserError("no runs given")
+    runs = TokenRuns(pd.DataFrame())
+    for run_dir in run_dirs:
+        manifest = read_manifest(run_dir)
+        kind = manifest.get("kind_of_run")
+        if kind not in ("sweep", "implicit"):
+            raise UserError(f"{run_dir} is not a sweep run (kind_of_run {kind!r}); token analyses need sweeps")
+        columns = run_columns(run_dir)
+        missing = [c for c in SWEEP_COLUMNS if c not in columns]
+        if missing:
+            raise UserError(f"{run_dir} lacks sweep columns {', '.join(missing)}")
+        for prompt in manifest.get("prompts") or []:
+            if not isinstance(prompt, dict) or prompt.get("id") is None:
+                continue
+            if prompt.get("framing"):
+                runs.framings[str(prompt["id"])] = normalise_framing(str(prompt["framing"]))
+            if prompt.get("scope") and prompt.get("phrasing"):
+                runs.framing_match[str(prompt["id"])] = (str(prompt["scope"]), str(prompt["phrasing"]))
+    return runs
 
 
 def analyze_token_runs(
@@ -234,28 +281,145 @@ def analyze_token_runs(
     step: Callable[[str], None] | None = None,
     all_framing_pairs: bool = False,
 ) -> TokenReport:
-    """Load sweep runs and run every token analysis; `framing_overrides` take precedence over run.json.
+    """Analyse sweep runs as `analyze_tokens` does, reading them through DuckDB; `framing_overrides` take
+    precedence over run.json.
 
     Positive and negative prompts whose run.json gives a scope and a phrasing are paired only with prompts of
     the same scope and phrasing (value54: "best thing ever" with "worst thing ever"), unless
-    `all_framing_pairs`.
+    `all_framing_pairs`. The runs are never loaded whole: aggregates and joins run in SQL and the other
+    analyses see one model x prompt at a time (`streamed`), so memory stays bounded by one model's vocabulary
+    whatever the number of models and prompts; the tables equal those of `analyze_tokens` on the loaded runs.
     """
-    runs = load_token_runs(run_dirs)
-    overrides = dict(framing_overrides or {})
-    prompt_ids = set(runs.frame["prompt_id"])
-    unknown = sorted(set(overrides) - prompt_ids)
-    if unknown:
-        raise UserError(f"--framing names prompt id(s) no run has: {', '.join(unknown)}")
-    framings = {**runs.framings, **overrides}
-    framings = {p: f for p, f in framings.items() if p in prompt_ids}
-    return analyze_tokens(
-        runs.frame,
-        out_dir,
+    from rewardlens.runs.query import SweepRows
+
+    runs = _run_metadata(run_dirs)
+    with SweepRows(run_dirs) as rows:
+        duplicate = rows.first_duplicate()
+        if duplicate is not None:
+            model, prompt_id, token_id = duplicate
+            raise UserError(
+                f"runs overlap: model {model} scored token {token_id} under prompt {prompt_id} more than once"
+            )
+        overrides = dict(framing_overrides or {})
+        prompt_ids = set(rows.prompt_ids())
+        unknown = sorted(set(overrides) - prompt_ids)
+        if unknown:
+            raise UserError(f"--framing names prompt id(s) no run has: {', '.join(unknown)}")
+        framings = {**runs.framings, **overrides}
+        framings = {p: f for p, f in framings.items() if p in prompt_ids}
+        return _analyze_rows(
+            rows,
+            out_dir,
+            k=k,
+            seed=seed,
+            framings=framings,
+            n_resamples=n_resamples,
+            figures=figures,
+            step=step,
+            framing_match=None if all_framing_pairs else runs.framing_match,
+            prompt_ids=prompt_ids,
+        )
+
+
+def _analyze_rows(
+    rows: SweepRows,
+    out_dir: str | os.PathLike[str],
+    *,
+    k: int,
+    seed: int,
+    framings: Mapping[str, str],
+    n_resamples: int,
+    figures: bool,
+    step: Callable[[str], None] | None,
+    framing_match: Mapping[str, Hashable] | None,
+    prompt_ids: set[str],
+) -> TokenReport:
+    """`analyze_tokens` over `SweepRows`: the same checks, tables, figures and notes, in the same order."""
+    from rewardlens.report import token_plots
+
+    if k < 1:
+        raise UserError(f"--k must be at least 1, got {k}")
+    if n_resamples < 0:
+        raise UserError(f"--resamples must not be negative, got {n_resamples}")
+    if rows.count() == 0:
+        raise UserError("token analyses: the runs hold no rows")
+    report = TokenReport(Path(out_dir))
+    try:
+        report.out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UserError(f"cannot create output directory {out_dir}: {err.strerror or err}") from err
+    announce = step or (lambda name: None)
+    framed = {"positive", "negative"} <= set(framings.values())
+    pairs = framing_pairs(framings, prompt_ids, framing_match) if framed else None
+    identity_terms = load_identity_terms()
+
+    announce("top and bottom tokens")
+    results = group_analyses(
+        rows,
         k=k,
         seed=seed,
-        framings=framings,
         n_resamples=n_resamples,
+        framing_pairs=pairs,
+        identity_terms=identity_terms,
         figures=figures,
-        step=step,
-        framing_match=None if all_framing_pairs else runs.framing_match,
     )
+    _write(report, "top_bottom.csv", results.top_bottom)
+
+    announce("moments")
+    _write(report, "moments.csv", results.moments)
+    if results.scores is not None:
+        path = report.out_dir / "histograms.png"
+        report.files.append(token_plots.plot_score_histograms(results.scores, results.moments, path))
+        results.scores = None  # the largest table: freed before the agreement reads the runs again
+
+    announce("agreement")
+    _streamed_agreement(rows, report, figures)
+
+    announce("framing")
+    if results.framing is not None:
+        _write(report, "framing.csv", results.framing[0])
+        _write(report, "framing_movers.csv", results.framing[1])
+    else:
+        report.notes.append("framing skipped: no prompt is framed both positive and negative (use --framing)")
+
+    announce("frequency")
+    if results.features is None:
+        report.notes.append("frequency skipped: the runs have no is_word column")
+    else:
+        _write_frequency(report, results.features, figures)
+
+    announce("identity terms")
+    _write(report, "identity.csv", results.identity)
+    _write(report, "identity_groups.csv", results.identity_groups)
+    if results.identity.empty:
+        report.notes.append("identity: no token decodes to an identity term")
+    elif figures:
+        report.files.append(token_plots.plot_identity_percentiles(results.identity, report.out_dir / "identity.png"))
+    return report
+
+
+def _streamed_agreement(rows: SweepRows, report: TokenReport, figures: bool) -> None:
+    """`_agreement` with the vocabulary built in SQL and one prompt's aligned scores read at a time."""
+    models = rows.models()
+    if len(models) < 2:
+        report.notes.append(f"agreement skipped: it needs at least 2 models, the runs hold {len(models)}")
+        return
+    vocabulary = vocabulary_of(rows.vocabulary())
+    report.alignment = alignment_table(vocabulary)
+    _write(report, "alignment.csv", report.alignment)
+    shared = shared_tokens(vocabulary)
+    if shared.empty:
+        raise UserError(f"models {', '.join(models)} share no token text; agreement is undefined")
+    index = {model: i for i, model in enumerate(models)}
+    n_texts = int(shared["code"].max()) + 1
+    tokens = shared[["model", "token_id", "code"]]
+    records: list[dict[str, object]] = []
+    for prompt_id in sorted(rows.prompt_ids()):
+        aligned = rows.aligned_scores(tokens, prompt_id)
+        if aligned.empty:
+            continue
+        matrix = np.full((len(models), n_texts), np.nan)
+        matrix[aligned["model"].map(index).to_numpy(), aligned["code"].to_numpy()] = aligned["score"].to_numpy()
+        records.extend(agreement_of_prompt(prompt_id, matrix, models))
+    pairs = pd.DataFrame.from_records(records, columns=AGREEMENT_COLUMNS)
+    _agreement_outputs(pairs, report, figures)

@@ -8,7 +8,7 @@ ranking is reversed), and the tokens whose rank moves most show what the model r
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterator, Mapping
+from collections.abc import Hashable, Iterable, Iterator, Mapping
 
 import numpy as np
 import pandas as pd
@@ -56,36 +56,49 @@ def normalise_framing(value: str) -> str:
     return framing
 
 
+def framing_pairs(
+    framings: Mapping[str, str], known: set[str], match: Mapping[str, Hashable] | None
+) -> list[tuple[str, str]]:
+    """The (positive, negative) prompt pairs to compare, sorted; a framing of an unknown prompt is an error.
+
+    With `match`, a positive and a negative prompt are paired only when their keys are equal (prompts without
+    a key pair with every prompt of the other frame).
+    """
+    unknown = sorted(set(framings) - known)
+    if unknown:
+        raise UserError(f"framing given for prompt id(s) no run has: {', '.join(unknown)}")
+    framed = {prompt: normalise_framing(value) for prompt, value in framings.items()}
+    keys = dict(match or {})
+    return [
+        (positive, negative)
+        for positive in sorted(p for p, f in framed.items() if f == "positive")
+        for negative in sorted(p for p, f in framed.items() if f == "negative")
+        if positive not in keys or negative not in keys or keys[positive] == keys[negative]
+    ]
+
+
 def _framed_pairs(
     frame: pd.DataFrame,
     framings: Mapping[str, str],
     include_special: bool,
     match: Mapping[str, Hashable] | None,
 ) -> Iterator[tuple[str, str, str, pd.DataFrame]]:
-    """(model, positive prompt, negative prompt, tokens scored under both with their ranks) for each pair.
-
-    With `match`, a positive and a negative prompt are paired only when their keys are equal (prompts without
-    a key pair with every prompt of the other frame).
-    """
+    """(model, positive prompt, negative prompt, tokens scored under both with their ranks) for each pair."""
     require_columns(frame, ["model", "prompt_id", "token_id", "response", "score"], "framing")
-    known = set(frame["prompt_id"].astype(str))
-    unknown = sorted(set(framings) - known)
-    if unknown:
-        raise UserError(f"framing given for prompt id(s) no run has: {', '.join(unknown)}")
-    framed = {prompt: normalise_framing(value) for prompt, value in framings.items()}
-    keys = dict(match or {})
-    pairs = [
-        (positive, negative)
-        for positive in sorted(p for p, f in framed.items() if f == "positive")
-        for negative in sorted(p for p, f in framed.items() if f == "negative")
-        if positive not in keys or negative not in keys or keys[positive] == keys[negative]
-    ]
+    pairs = framing_pairs(framings, set(frame["prompt_id"].astype(str)), match)
     rows = scored_tokens(frame, include_special)
     for model, model_rows in rows.groupby("model", sort=True, observed=True):
         by_prompt = {str(prompt): group for prompt, group in model_rows.groupby("prompt_id", observed=True)}
-        for positive, negative in pairs:
-            if positive in by_prompt and negative in by_prompt:
-                yield str(model), positive, negative, _paired_ranks(by_prompt[positive], by_prompt[negative])
+        yield from model_pairs(str(model), by_prompt, pairs)
+
+
+def model_pairs(
+    model: str, by_prompt: Mapping[str, pd.DataFrame], pairs: list[tuple[str, str]]
+) -> Iterator[tuple[str, str, str, pd.DataFrame]]:
+    """The framed pairs of one model, from its scored rows by prompt (token_id, score, response columns)."""
+    for positive, negative in pairs:
+        if positive in by_prompt and negative in by_prompt:
+            yield model, positive, negative, _paired_ranks(by_prompt[positive], by_prompt[negative])
 
 
 def _paired_ranks(positive: pd.DataFrame, negative: pd.DataFrame) -> pd.DataFrame:
@@ -125,9 +138,16 @@ def framing_analysis(
     match: Mapping[str, Hashable] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """`framing` and `framing_movers` in one pass over the prompt pairs: (summary, movers)."""
+    return framing_tables(_framed_pairs(frame, framings, include_special, match), n_movers)
+
+
+def framing_tables(
+    framed: Iterable[tuple[str, str, str, pd.DataFrame]], n_movers: int = 10
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(summary, movers) of the framed pairs `_framed_pairs` or `model_pairs` yield."""
     records: list[dict[str, object]] = []
     pieces: list[pd.DataFrame] = []
-    for model, positive, negative, paired in _framed_pairs(frame, framings, include_special, match):
+    for model, positive, negative, paired in framed:
         falling, rising = _movers(paired, n_movers)
         tau, rho = _correlations(paired)
         records.append(
