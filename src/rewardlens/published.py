@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rewardlens.analysis.family import NO_FAMILY, parse_family_options
+from rewardlens.errors import UserError
 from rewardlens.imports import bundled_scores
 from rewardlens.prompts import Prompt, load_prompts, prompts_from_records
 from rewardlens.values import ValueReport, analyze_value_files
@@ -55,6 +56,7 @@ class BesidePublished:
     local_models: tuple[str, ...]  # analysed model names of the local runs
     published_models: dict[str, str]  # analysed model name (the CSV's stem) -> Hub id
     notes: tuple[str, ...]  # the analysis's notes, then any prompt mismatch of a local run
+    figure: Path  # beside.png (beside.pdf next to it): each model's contrast, local ones highlighted
 
     @property
     def lexicon(self) -> str:
@@ -83,13 +85,8 @@ def published_inputs(
     The user's options come first and win (`assign_families` takes the first key that names a model); a model
     they do not name gets its default: a published RM its family, a local run `none`.
     """
-    bundle = published_bundle(lexicon)
-    if bundle is None:
-        from rewardlens.errors import UserError
-
-        raise UserError(f"no published scores of lexicon {lexicon!r} are bundled (only {', '.join(LEXICON_BUNDLES)})")
     user_keys = set(parse_family_options(families))
-    paths = bundled_scores(bundle)
+    paths = bundled_scores(_required_bundle(lexicon))
     defaults = []
     for path in paths:
         hub_id = published_model_name(path.stem)
@@ -116,17 +113,26 @@ def beside_published(
     `families` are the user's `KEY=FAMILY` options for the local models (as `analyze values --family`).
     A UserError when no published scores of `lexicon` are bundled (`published_bundle` says beforehand).
     """
+    bundle = _required_bundle(lexicon)
     inputs = published_inputs(lexicon, local_runs, families)
-    bundle = published_bundle(lexicon)
-    assert bundle is not None  # published_inputs refused any other lexicon
     runs = [Path(run) for run in local_runs]
     report = analyze_value_files(
         [*runs, *inputs.paths], lexicon, out, families=inputs.families, n_permutations=n_permutations, seed=seed
     )
+    from rewardlens.report.values_plot import save_beside_figure  # matplotlib only when writing
+
     published = {path.stem: published_model_name(path.stem) or path.stem for path in inputs.paths}
     local = tuple(model for model in report.families if model not in published)
-    mismatches = [note for run in runs if (note := _prompt_mismatch(run)) is not None]
-    return BesidePublished(report, bundle, local, published, (*report.notes, *mismatches))
+    figures = save_beside_figure(report.analysis.conclusions, report.families, local, published, report.out)
+    mismatches = [note for run in runs if (note := prompt_mismatch(run)) is not None]
+    return BesidePublished(report, bundle, local, published, (*report.notes, *mismatches), figures[0])
+
+
+def _required_bundle(lexicon: str) -> str:
+    bundle = published_bundle(lexicon)
+    if bundle is None:
+        raise UserError(f"no published scores of lexicon {lexicon!r} are bundled (only {', '.join(LEXICON_BUNDLES)})")
+    return bundle
 
 
 def _local_model(run: Path) -> tuple[str, set[str]]:
@@ -137,8 +143,8 @@ def _local_model(run: Path) -> tuple[str, set[str]]:
     return model, {model, Path(model).name, run.name}
 
 
-def _prompt_mismatch(run: Path) -> str | None:
-    """Why a local run's contrasts are not comparable with the ten's, if its prompts are not theirs."""
+def prompt_mismatch(run: Path) -> str | None:
+    """Why a local run's contrasts are not comparable with the ten's, if its prompts are not theirs (else None)."""
     from rewardlens.runs import read_manifest
 
     recorded = prompts_from_records(read_manifest(run).get("prompts", []))
@@ -165,5 +171,6 @@ __all__ = [
     "beside_published",
     "published_bundle",
     "published_inputs",
+    "prompt_mismatch",
     "published_model_name",
 ]

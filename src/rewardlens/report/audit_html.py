@@ -12,12 +12,13 @@ from typing import Any
 
 import pandas as pd
 
-from rewardlens.analysis.conclusions import FRAMING_DIFFERENCE
+from rewardlens.analysis.conclusions import FRAMING_DIFFERENCE, WITHIN_MODEL
 
 TOP_K = 15
 CONCLUSION_ROWS = 60  # the rest are in conclusions.csv
 MAX_CONTRASTS_IN_WORDS = 3  # more category pairs (MFD: 45) are counted, not listed, in the sentences
 ALPHA = 0.05
+MAX_CATEGORY_COLUMNS = 4  # more categories (MFD: 10) are in model_medians.csv; the table keeps the contrasts
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
@@ -34,9 +35,17 @@ code { background: #f5f5f5; padding: 0 3px; } img { max-width: 100%; }
 
 
 def write_report(
-    path: Path, audits: Sequence[Any], value_reports: Mapping[str, Any], extra_html: str = ""
+    path: Path,
+    audits: Sequence[Any],
+    value_reports: Mapping[str, Any],
+    extra_html: str = "",
+    published: Mapping[str, Any] | None = None,
 ) -> Path:
-    """Write `path` from the audited models (runs on disk), the value analyses and further HTML sections."""
+    """Write `path` from the audited models (runs on disk), the value analyses and further HTML sections.
+
+    `published` maps a lexicon to its `rewardlens.published.BesidePublished` (the local models analysed beside
+    the ten published RMs); each gets the section "Beside the ten published reward models".
+    """
     from rewardlens.runs import load_run, read_manifest
 
     parts = [f"<h1>rewardlens audit</h1><p>{_escape(_now())} &middot; {len(audits)} model(s)</p>"]
@@ -48,6 +57,8 @@ def write_report(
     for lexicon, report in value_reports.items():
         parts.append(f"<h2>Value bias: {_escape(lexicon)}</h2>")
         parts.append(_values_section(report))
+    for beside in (published or {}).values():
+        parts.append(beside_published_html(beside))
     if extra_html:
         parts.append(extra_html)
     document = (
@@ -145,6 +156,124 @@ def _values_section(report: Any) -> str:
     parts.append(_summary_table(analysis.summary))
     parts.append(f"<p>Tables and figures: <code>{_escape(str(report.out))}</code></p>")
     return "".join(parts)
+
+
+def beside_published_html(beside: Any) -> str:
+    """The section of one lexicon's `BesidePublished`: the local models' contrasts beside the ten's (sentences,
+    figure, per-model table), then the family analysis over the published models with what each claim licenses."""
+    analysis = beside.report.analysis
+    conclusions = analysis.conclusions
+    local = list(beside.local_models)
+    within = conclusions[conclusions["claim"] == WITHIN_MODEL]
+    n_words = analysis.ranked.drop_duplicates(["model", "word"]).groupby("model")["word"].size()
+    sizes = pd.Series(beside.report.families).loc[list(beside.published_models)].value_counts()
+    parts = [
+        f"<h2>Beside the ten published reward models: {_escape(analysis.lexicon)}</h2>",
+        "<p>The local model(s) "
+        + ", ".join(f"<b>{_escape(model)}</b>" for model in local)
+        + f" scored the words of <code>{_escape(analysis.lexicon)}</code> under the same 54 value prompts as the ten "
+        "reward models of Christian et al. (2026), whose published scores are bundled "
+        f"(<code>{_escape(beside.bundle)}</code>: "
+        + ", ".join(f"{int(count)} {_escape(family)}" for family, count in sizes.sort_index().items())
+        + f"). Every model ranks the same {int(n_words.min()) if len(n_words) else 0} words within each prompt. "
+        "A local model belongs to no family unless one was given: it is set beside the ten, and the family "
+        "analysis below is computed over the models that have a family.</p>",
+    ]
+    sentences = _beside_sentences(within, local, beside.report.families)
+    if sentences:
+        parts.append("<ul>" + "".join(f"<li>{_escape(sentence)}</li>" for sentence in sentences) + "</ul>")
+    figure = Path(beside.figure)
+    if figure.is_file():
+        parts.append(_png_img(figure, "each model's category contrast beside the ten published reward models"))
+    parts.append("<h3>Each model: median rank per category (1 = best) and its within-model contrast</h3>")
+    parts.append(f"<div class='wide'>{_beside_table(analysis.model_medians, within, beside)}</div>")
+    parts.append(_family_analysis_html(conclusions, set(beside.published_models)))
+    parts.extend(f"<p class='note'>note: {_escape(note)}</p>" for note in beside.notes)
+    parts.append(f"<p>Tables and figures: <code>{_escape(str(beside.report.out))}</code></p>")
+    return "<section class='conclusions'>" + "".join(parts) + "</section>"
+
+
+def _beside_sentences(within: pd.DataFrame, local: Sequence[str], families: Mapping[str, str]) -> list[str]:
+    """Per local model, contrast and framing: its estimate, then where the published models' estimates lie."""
+    sentences = []
+    others = within[~within["scope"].isin(local)]
+    for row in within[within["scope"].isin(local)].itertuples(index=False):
+        same = others[(others["contrast"] == row.contrast) & (others["framing"] == row.framing)]
+        if same.empty:
+            continue
+        by_family = same.assign(family=same["scope"].map(families)).groupby("family")["estimate"].mean()
+        means = ", ".join(f"{family} mean {_number(value)}" for family, value in by_family.items())
+        low, high = same["estimate"].min(), same["estimate"].max()
+        inside = "within" if low <= row.estimate <= high else "outside"
+        sentences.append(
+            f"{row.scope}, {row.contrast} under {row.framing} framing: {_number(row.estimate)} percentile points "
+            f"(95% CI {_number(row.ci_low)} to {_number(row.ci_high)}; Holm p = {_p(row.p_adjusted)}, unit word). "
+            f"The {len(same)} others range from {_number(low)} to {_number(high)} ({means}): {inside} their range. "
+            "A description, not a test: one model is no sample of a family."
+        )
+    return sentences
+
+
+def _beside_table(medians: pd.DataFrame, within: pd.DataFrame, beside: Any) -> str:
+    """One row per model x framing, local models first: median ranks (when few categories), then contrasts."""
+    families: Mapping[str, str] = beside.report.families
+    local = list(beside.local_models)
+    labels = {**beside.published_models, **{model: f"{model} (local)" for model in local}}
+    few = medians["category"].nunique() <= MAX_CATEGORY_COLUMNS
+    categories = sorted(medians["category"].unique()) if few else []
+    contrasts = list(dict.fromkeys(within["contrast"]))
+    ranks = medians.pivot_table(index=["model", "framing"], columns="category", values="median_rank")
+    cells = within.set_index(["scope", "framing", "contrast"])
+    others = sorted((m for m in families if m not in local), key=lambda m: (families[m], labels.get(m, m)))
+    rows = []
+    for model in [*local, *others]:
+        for framing in [f for f in ("positive", "negative") if (model, f) in ranks.index]:
+            row: list[Any] = [labels.get(model, model), families[model], framing]
+            row += [f"{ranks.loc[(model, framing), category]:.1f}" for category in categories]
+            row += [_contrast_cell(cells, (model, framing, contrast)) for contrast in contrasts]
+            rows.append(row)
+    header = ["model", "family", "framing", *categories, *(f"{c} (pct points, Holm p)" for c in contrasts)]
+    return _table(header, rows)
+
+
+def _contrast_cell(cells: pd.DataFrame, key: tuple[str, str, str]) -> str:
+    if key not in cells.index:
+        return ""
+    cell = cells.loc[key]
+    interval = f"[{_number(cell['ci_low'])}, {_number(cell['ci_high'])}]"
+    return f"{_number(cell['estimate'])} {interval} p={_p(cell['p_adjusted'])}"
+
+
+def _family_analysis_html(conclusions: pd.DataFrame, published: set[str]) -> str:
+    """The family rows (scope `all`): sentences on what they license, then the table with their units."""
+    family = conclusions[conclusions["scope"] == "all"]
+    if family.empty:
+        return "<p class='note'>No family-level conclusion: fewer than 2 models in some family.</p>"
+    # The sentences count models from the within-model rows: only the published ones carry families here.
+    ten = pd.concat([family, conclusions[conclusions["scope"].isin(published)]])
+    sentences = [*_across_model_words(ten), *_mixed_model_words(ten)]
+    rows = [
+        [
+            r.claim,
+            r.framing,
+            r.contrast,
+            f"{_number(r.estimate)} [{_number(r.ci_low)}, {_number(r.ci_high)}]",
+            r.unit,
+            r.n_units,
+            r.test,
+            _p(r.p_value),
+            r.generalizes_to,
+            "" if pd.isna(r.note) else r.note,
+        ]
+        for r in family.itertuples(index=False)
+    ]
+    header = ["claim", "framing", "contrast", "estimate [95% CI]", "unit", "n_units", "test", "p"]
+    header += ["generalizes_to", "note"]
+    return (
+        "<h3>The family analysis over the published models, each claim at the unit it is tested at</h3>"
+        + ("<ul>" + "".join(f"<li>{_escape(s)}</li>" for s in sentences) + "</ul>" if sentences else "")
+        + f"<div class='wide'>{_table(header, rows)}</div>"
+    )
 
 
 def _conclusions_html(conclusions: pd.DataFrame) -> str:
@@ -349,4 +478,4 @@ def replace_report_section(path: Path, name: str, section_html: str) -> None:
     _write_atomically(path, document.replace("</body>", f"{start}{section_html}{end}</body>", 1))
 
 
-__all__ = ["replace_report_section", "value_dir_html", "write_report"]
+__all__ = ["beside_published_html", "replace_report_section", "value_dir_html", "write_report"]

@@ -9,6 +9,7 @@ from the test across models (one median rank per model), the unit that generaliz
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import matplotlib
@@ -20,10 +21,20 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
 
+from rewardlens.analysis.conclusions import WITHIN_MODEL  # noqa: E402
+from rewardlens.analysis.family import NO_FAMILY  # noqa: E402
 from rewardlens.analysis.values import FRAMINGS, ValueAnalysis  # noqa: E402
 
-FAMILY_COLORS = {"gemma": "#DB4437", "llama": "#0064E0", "qwen": "#7C3AED", "smollm": "#F59E0B"}
+FAMILY_COLORS = {
+    "gemma": "#DB4437",
+    "llama": "#0064E0",
+    "qwen": "#7C3AED",
+    "smollm": "#F59E0B",
+    NO_FAMILY: "#555555",
+}
+LOCAL_COLOR = "#111111"
 FALLBACK_COLORS = [matplotlib.colors.to_hex(plt.get_cmap("tab10")(i)) for i in range(10)]
 _MAX_MARKED_GROUPS = 2  # stars are drawn between two groups; with more, tests.csv holds every pair
 
@@ -137,4 +148,102 @@ def _caption(analysis: ValueAnalysis) -> str:
     )
 
 
-__all__ = ["FAMILY_COLORS", "save_values_figure", "values_figure"]
+def beside_figure(
+    conclusions: pd.DataFrame, families: Mapping[str, str], local: Sequence[str], labels: Mapping[str, str]
+) -> Figure:
+    """Each model's within-model category contrast (95% CI, percentile points), one panel per contrast x
+    framing: published models coloured by family with their family's mean as a dashed line, the local
+    models in black, on top and in bold. `labels` renames models on the axis (e.g. CSV stems to Hub ids)."""
+    within = conclusions[conclusions["claim"] == WITHIN_MODEL]
+    contrasts = list(dict.fromkeys(within["contrast"]))
+    framings = [framing for framing in FRAMINGS if framing in set(within["framing"])]
+    order = _beside_order(within["scope"].unique(), families, local)
+    figure, axes = plt.subplots(
+        max(len(contrasts), 1),
+        max(len(framings), 1),
+        figsize=(5.2 * max(len(framings), 1), 0.8 + (0.25 * len(order) + 0.9) * max(len(contrasts), 1)),
+        squeeze=False,
+        sharey=True,
+    )
+    for row, contrast in enumerate(contrasts):
+        for col, framing in enumerate(framings):
+            panel = within[(within["contrast"] == contrast) & (within["framing"] == framing)]
+            _draw_beside_panel(axes[row][col], panel.set_index("scope"), order, families, set(local))
+            axes[row][col].set_title(f"{contrast}, {framing} framing", fontsize=9)
+            first = str(contrast).split(" - ", 1)[0]
+            axes[row][col].set_xlabel(f"percentile points (< 0: {first} ranked better)", fontsize=8)
+    for row in range(len(axes)):
+        axes[row][0].set_yticks(list(range(len(order))), [labels.get(model, model) for model in order], fontsize=7)
+        for tick, model in zip(axes[row][0].get_yticklabels(), order, strict=True):
+            if model in local:
+                tick.set_fontweight("bold")
+    # One y axis is shared by every panel: set (not toggle) its direction, local models on top.
+    axes[0][0].yaxis.set_inverted(True)
+    axes[0][-1].legend(handles=_beside_legend(order, families, set(local)), fontsize=7, loc="best")
+    figure.suptitle(
+        "Within-model contrast: difference of the categories' mean percentile ranks over words (Welch 95% CI);\n"
+        "dashed: family mean over the published models; black: local model(s), in no family",
+        fontsize=8,
+    )
+    figure.tight_layout()
+    return figure
+
+
+def save_beside_figure(
+    conclusions: pd.DataFrame,
+    families: Mapping[str, str],
+    local: Sequence[str],
+    labels: Mapping[str, str],
+    out_dir: str | Path,
+) -> list[Path]:
+    """Write `beside.png` and `beside.pdf` into `out_dir`; returns their paths."""
+    figure = beside_figure(conclusions, families, local, labels)
+    paths = [Path(out_dir) / "beside.png", Path(out_dir) / "beside.pdf"]
+    try:
+        for path in paths:
+            figure.savefig(path, dpi=150)
+    finally:
+        plt.close(figure)
+    return paths
+
+
+def _beside_order(models: Sequence[str], families: Mapping[str, str], local: Sequence[str]) -> list[str]:
+    """Local models first (as given), then the others by family and name, so a family reads as one block."""
+    others = sorted((m for m in models if m not in local), key=lambda m: (families.get(m, NO_FAMILY), m))
+    return [*(m for m in local if m in set(models)), *others]
+
+
+def _beside_legend(order: list[str], families: Mapping[str, str], local: set[str]) -> list[Line2D]:
+    colors = _colors(sorted({families.get(m, NO_FAMILY) for m in order}), by_family=True)
+    shown = sorted({families.get(m, NO_FAMILY) for m in order if m not in local})
+    handles = [Line2D([], [], color=colors[family], marker="o", label=f"{family} family") for family in shown]
+    if local:
+        handles.append(Line2D([], [], color=LOCAL_COLOR, marker="D", label="local model"))
+    return handles
+
+
+def _draw_beside_panel(
+    ax: Axes, panel: pd.DataFrame, order: list[str], families: Mapping[str, str], local: set[str]
+) -> None:
+    colors = _colors(sorted({families.get(m, NO_FAMILY) for m in order}), by_family=True)
+    for y, model in enumerate(order):
+        if model not in panel.index:
+            continue
+        row = panel.loc[model]
+        estimate, low, high = (float(row[key]) for key in ("estimate", "ci_low", "ci_high"))
+        color = LOCAL_COLOR if model in local else colors[families.get(model, NO_FAMILY)]
+        if np.isfinite(low) and np.isfinite(high):
+            ax.plot([low, high], [y, y], color=color, linewidth=1.2)
+        ax.plot([estimate], [y], "D" if model in local else "o", color=color, ms=7 if model in local else 5)
+    for family in sorted({families.get(m, NO_FAMILY) for m in order if m not in local} - {NO_FAMILY}):
+        members = [m for m in order if m not in local and families.get(m) == family and m in panel.index]
+        if len(members) < 2:
+            continue
+        mean = float(panel.loc[members, "estimate"].mean())
+        ys = [order.index(m) for m in members]
+        ax.plot([mean, mean], [min(ys) - 0.4, max(ys) + 0.4], linestyle="--", color=colors[family], linewidth=1)
+    ax.axvline(0.0, color="#999999", linewidth=0.8)
+    ax.tick_params(axis="x", labelsize=7)
+
+
+__all__ = ["FAMILY_COLORS", "beside_figure", "save_beside_figure", "save_values_figure", "values_figure"]
