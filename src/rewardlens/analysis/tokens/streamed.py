@@ -57,12 +57,12 @@ class GroupResults:
 
 class _ScoreColumns:
     """model, prompt_id and score of every scored row, written into arrays allocated once (the histograms'
-    input: 8 bytes a row plus two small codes, never a second copy)."""
+    input: 8 bytes a row plus two 2-byte codes, never a second copy)."""
 
     def __init__(self, n_rows: int) -> None:
         self.score = np.empty(n_rows, dtype=np.float64)
-        self.model = np.empty(n_rows, dtype=np.int32)
-        self.prompt = np.empty(n_rows, dtype=np.int32)
+        self.model = np.empty(n_rows, dtype=np.int16)
+        self.prompt = np.empty(n_rows, dtype=np.int16)
         self.models: dict[str, int] = {}
         self.prompts: dict[str, int] = {}
         self.filled = 0
