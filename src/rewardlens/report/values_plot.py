@@ -184,6 +184,10 @@ def beside_figure(
         "Within-model contrast: difference of the categories' mean percentile ranks over words (Welch 95% CI);\n"
         "dashed: family mean over the published models; black: local model(s), in no family",
         fontsize=8,
+        # A fixed distance from the top edge, however tall the figure (MFD: five rows of panels);
+        # tight_layout then keeps the panels below it.
+        y=1.0 - 0.08 / figure.get_figheight(),
+        va="top",
     )
     figure.tight_layout()
     return figure
