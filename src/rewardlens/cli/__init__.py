@@ -23,6 +23,7 @@ from rewardlens.cli import similarity  # noqa: E402,F401  isort: skip
 from rewardlens.cli import training  # noqa: E402,F401  isort: skip
 from rewardlens.cli import implicit  # noqa: E402,F401  isort: skip
 from rewardlens.cli import study  # noqa: E402,F401  isort: skip
+from rewardlens.cli import bench_analyses  # noqa: E402,F401  isort: skip
 
 
 def main() -> None:
