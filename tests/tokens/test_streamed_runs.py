@@ -102,11 +102,15 @@ def test_streamed_tables_equal_the_pandas_analysis(runs: list[Path], tmp_path: P
     assert not streamed.tables["framing"].empty and not streamed.tables["agreement"].empty
 
 
-def test_streamed_refuses_overlapping_runs_naming_the_first_repeat(runs: list[Path], tmp_path: Path) -> None:
+def test_streamed_refuses_overlapping_runs_as_loading_does(runs: list[Path], tmp_path: Path) -> None:
     from rewardlens.errors import UserError
+    from rewardlens.runs import load_run
 
+    repeat = load_run(runs[1]).iloc[[17]]  # one token of model-a scored again under one prompt
+    again = write_run(tmp_path / "again", {"kind_of_run": "sweep", "model": "model-a", "prompts": PROMPTS}, repeat)
     with pytest.raises(UserError) as streamed:
-        analyze_token_runs([runs[0], runs[0]], tmp_path / "x", n_resamples=0, figures=False)
+        analyze_token_runs([*runs, again], tmp_path / "x", n_resamples=0, figures=False)
     with pytest.raises(UserError) as loaded:
-        load_token_runs([runs[0], runs[0]])
+        load_token_runs([*runs, again])
     assert str(streamed.value) == str(loaded.value)
+    assert not (tmp_path / "x").exists()  # refused before anything is written

@@ -167,6 +167,8 @@ class SweepRows:
 
     def __init__(self, runs: RunPaths, include_special: bool = False) -> None:
         self.connection = connect(runs, row_order=True)
+        # Every query here that needs an order says so (ORDER BY): DuckDB may then stream without keeping it.
+        self.connection.execute("SET preserve_insertion_order = false")
         self.columns = _columns(self.connection)
         keep = _SCORED if include_special or "is_special" not in self.columns else f"{_SCORED} AND {_NOT_SPECIAL}"
         self.connection.execute(
@@ -198,32 +200,19 @@ class SweepRows:
         sql = "SELECT DISTINCT model FROM all_rows ORDER BY model"
         return [row[0] for row in self.connection.execute(sql).fetchall()]
 
-    def first_duplicate(self) -> tuple[str, str, int] | None:
-        """(model, prompt_id, token_id) of the first row, in load order, that repeats an earlier row's key."""
-        keys = "model, prompt_id, token_id"
-        found = self.connection.execute(
-            f"SELECT {keys} FROM all_rows GROUP BY {keys} HAVING count(*) > 1 LIMIT 1"
-        ).fetchone()
-        if found is None:
-            return None
-        # Only on the error path: which repeat comes first, as pandas' `duplicated` would name it.
-        first = self.connection.execute(
-            f"SELECT {keys} FROM (SELECT {keys}, {ROW_ORDER}, row_number() OVER "
-            f"(PARTITION BY {keys} ORDER BY {ROW_ORDER}) AS occurrence FROM all_rows) "
-            f"WHERE occurrence = 2 ORDER BY {ROW_ORDER} LIMIT 1"
-        ).fetchone()
-        model, prompt_id, token_id = first if first is not None else found
-        return str(model), str(prompt_id), int(token_id)
-
-    def groups(self, columns: Sequence[str]) -> Iterator[tuple[str, str, pd.DataFrame]]:
-        """(model, prompt_id, scored rows) for every model x prompt in sorted order; rows in load order.
+    def groups(self, columns: Sequence[str], scored_only: bool = True) -> Iterator[tuple[str, str, pd.DataFrame]]:
+        """(model, prompt_id, rows) for every model x prompt in sorted order; rows in load order.
 
         One model's rows are sorted by DuckDB (spilling to disk past the memory limit) and streamed in
-        batches, so at most one model x prompt plus one batch is in memory.
+        batches, so at most one model x prompt plus one batch is in memory. With `scored_only=False` the
+        unscored rows come too (a check of duplicate tokens needs them): a model x prompt is where two runs
+        can overlap, and checking it there needs no hash table of every row, which a GROUP BY over a whole
+        study would build.
         """
+        source = "scored" if scored_only else "all_rows"
         wanted = ", ".join(_identifier(c) for c in columns if c in self.columns and c not in ("model", "prompt_id"))
         counts: dict[str, list[tuple[str, int]]] = {}
-        sql = "SELECT model, prompt_id, count(*) FROM scored GROUP BY ALL ORDER BY model, prompt_id"
+        sql = f"SELECT model, prompt_id, count(*) FROM {source} GROUP BY ALL ORDER BY model, prompt_id"
         for model, prompt_id, n in self.connection.execute(sql).fetchall():
             counts.setdefault(model, []).append((prompt_id, int(n)))
         for model, prompts in counts.items():
@@ -231,7 +220,7 @@ class SweepRows:
             cursor = self.connection.cursor()
             try:
                 reader = cursor.sql(
-                    f"SELECT {wanted} FROM scored WHERE model = $model ORDER BY prompt_id, {ROW_ORDER}",
+                    f"SELECT {wanted} FROM {source} WHERE model = $model ORDER BY prompt_id, {ROW_ORDER}",
                     params={"model": model},
                 ).to_arrow_reader(_BATCH_ROWS)
                 for (prompt_id, _), table in zip(prompts, _slices(reader, [n for _, n in prompts]), strict=True):

@@ -294,12 +294,6 @@ def analyze_token_runs(
 
     runs = _run_metadata(run_dirs)
     with SweepRows(run_dirs) as rows:
-        duplicate = rows.first_duplicate()
-        if duplicate is not None:
-            model, prompt_id, token_id = duplicate
-            raise UserError(
-                f"runs overlap: model {model} scored token {token_id} under prompt {prompt_id} more than once"
-            )
         overrides = dict(framing_overrides or {})
         prompt_ids = set(rows.prompt_ids())
         unknown = sorted(set(overrides) - prompt_ids)
@@ -343,17 +337,13 @@ def _analyze_rows(
         raise UserError(f"--resamples must not be negative, got {n_resamples}")
     if rows.count() == 0:
         raise UserError("token analyses: the runs hold no rows")
-    report = TokenReport(Path(out_dir))
-    try:
-        report.out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise UserError(f"cannot create output directory {out_dir}: {err.strerror or err}") from err
     announce = step or (lambda name: None)
     framed = {"positive", "negative"} <= set(framings.values())
     pairs = framing_pairs(framings, prompt_ids, framing_match) if framed else None
     identity_terms = load_identity_terms()
 
     announce("top and bottom tokens")
+    # The one pass over every row; it also refuses overlapping runs, so it runs before anything is written.
     results = group_analyses(
         rows,
         k=k,
@@ -363,6 +353,11 @@ def _analyze_rows(
         identity_terms=identity_terms,
         figures=figures,
     )
+    report = TokenReport(Path(out_dir))
+    try:
+        report.out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UserError(f"cannot create output directory {out_dir}: {err.strerror or err}") from err
     _write(report, "top_bottom.csv", results.top_bottom)
 
     announce("moments")

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from rewardlens.analysis.multiplicity import benjamini_hochberg
-from rewardlens.analysis.tokens._frame import token_text
+from rewardlens.analysis.tokens._frame import scored_tokens, token_text
 from rewardlens.analysis.tokens.framing import framing_tables, model_pairs
 from rewardlens.analysis.tokens.frequency import english_zipf, word_features
 from rewardlens.analysis.tokens.identity import GROUP_COLUMNS, IDENTITY_COLUMNS, identity_groups, identity_percentiles
@@ -26,6 +26,7 @@ from rewardlens.analysis.tokens.moments import COLUMNS as MOMENT_COLUMNS
 from rewardlens.analysis.tokens.moments import moments
 from rewardlens.analysis.tokens.top_bottom import COLUMNS as TOP_BOTTOM_COLUMNS
 from rewardlens.analysis.tokens.top_bottom import top_bottom
+from rewardlens.errors import UserError
 
 # What the group analyses read; the prompt text and raw token string are never needed.
 GROUP_COLUMNS_READ = ["token_id", "response", "score", "is_special", "leading_space", "is_word"]
@@ -36,7 +37,7 @@ class GroupSource(Protocol):
 
     columns: list[str]
 
-    def groups(self, columns: list[str]) -> Iterator[tuple[str, str, pd.DataFrame]]: ...
+    def groups(self, columns: list[str], scored_only: bool = True) -> Iterator[tuple[str, str, pd.DataFrame]]: ...
 
     def scored_count(self) -> int: ...
 
@@ -121,7 +122,11 @@ def group_analyses(
             movers.append(moved)
         held.clear()
 
-    for model, prompt_id, rows in source.groups(GROUP_COLUMNS_READ):
+    for model, prompt_id, all_rows in source.groups(GROUP_COLUMNS_READ, scored_only=False):
+        _refuse_repeats(model, prompt_id, all_rows)
+        rows = scored_tokens(all_rows)
+        if rows.empty:
+            continue  # as in `groups` of one frame: a model x prompt without a scored token is not analysed
         if model != current_model:
             finish_model()
             current_model = model
@@ -154,6 +159,17 @@ def group_analyses(
         framing=_framing_result(summaries, movers) if framing_pairs is not None else None,
         scores=scores.frame() if scores is not None else None,
     )
+
+
+def _refuse_repeats(model: str, prompt_id: str, rows: pd.DataFrame) -> None:
+    """Refuse runs that score one token twice under one prompt (`load_token_runs`'s overlap check).
+
+    Checked per model x prompt as the rows stream; the token named is the first repeat of that model x prompt.
+    """
+    repeated = rows["token_id"].duplicated().to_numpy()
+    if repeated.any():
+        token_id = rows["token_id"].to_numpy()[repeated.argmax()]
+        raise UserError(f"runs overlap: model {model} scored token {token_id} under prompt {prompt_id} more than once")
 
 
 def _framing_result(summaries: list[pd.DataFrame], movers: list[pd.DataFrame]) -> tuple[pd.DataFrame, pd.DataFrame]:
