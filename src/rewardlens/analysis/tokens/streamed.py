@@ -57,34 +57,35 @@ class GroupResults:
 
 
 class _ScoreColumns:
-    """model, prompt_id and score of every scored row, written into arrays allocated once (the histograms'
-    input: 8 bytes a row plus two 2-byte codes, never a second copy)."""
+    """model, prompt_id and score of every scored row: the histograms' input.
+
+    The scores go into one array allocated once (8 bytes a row, never a second copy); a model x prompt is one
+    run of rows, so its labels are kept as (model, prompt, length) and expanded into 1- or 2-byte category
+    codes only when the figure is drawn, after DuckDB has finished with its memory.
+    """
 
     def __init__(self, n_rows: int) -> None:
         self.score = np.empty(n_rows, dtype=np.float64)
-        self.model = np.empty(n_rows, dtype=np.int16)
-        self.prompt = np.empty(n_rows, dtype=np.int16)
-        self.models: dict[str, int] = {}
-        self.prompts: dict[str, int] = {}
+        self.runs: list[tuple[str, str, int]] = []
         self.filled = 0
 
     def add(self, model: str, prompt_id: str, scores: np.ndarray) -> None:
         stop = self.filled + len(scores)
         self.score[self.filled : stop] = scores
-        self.model[self.filled : stop] = self.models.setdefault(model, len(self.models))
-        self.prompt[self.filled : stop] = self.prompts.setdefault(prompt_id, len(self.prompts))
+        self.runs.append((model, prompt_id, len(scores)))
         self.filled = stop
 
     def frame(self) -> pd.DataFrame:
-        n = self.filled
-        return pd.DataFrame(
-            {
-                "model": pd.Categorical.from_codes(self.model[:n], categories=list(self.models)),
-                "prompt_id": pd.Categorical.from_codes(self.prompt[:n], categories=list(self.prompts)),
-                "score": self.score[:n],
-            },
-            copy=False,
-        )
+        lengths = np.array([n for _, _, n in self.runs], dtype=np.int64)
+        columns: dict[str, object] = {}
+        for position, name in ((0, "model"), (1, "prompt_id")):
+            labels = list(dict.fromkeys(str(run[position]) for run in self.runs))
+            index = {label: i for i, label in enumerate(labels)}
+            code_type = np.int8 if len(labels) < 128 else np.int16 if len(labels) < 32768 else np.int32
+            per_run = np.array([index[str(run[position])] for run in self.runs], dtype=code_type)
+            columns[name] = pd.Categorical.from_codes(np.repeat(per_run, lengths), categories=labels)
+        columns["score"] = self.score[: self.filled]
+        return pd.DataFrame(columns, copy=False)
 
 
 def _concat(pieces: list[pd.DataFrame], empty: Callable[[], pd.DataFrame]) -> pd.DataFrame:
