@@ -155,7 +155,7 @@ def scores_from_run(
 def load_scored_inputs(
     paths: Sequence[str | os.PathLike[str]], prompts: Sequence[Prompt] | None = None
 ) -> list[ScoredInput]:
-    """Runs (directories holding run.json) and score CSVs, in any mix; model names must be distinct."""
+    """Runs (directories holding _run.json) and score CSVs, in any mix; model names must be distinct."""
     inputs = []
     for path in paths:
         where = Path(path)

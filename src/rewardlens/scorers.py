@@ -13,15 +13,14 @@ from typing import Any, Literal, Protocol
 import numpy as np
 import torch
 
+from rewardlens.config import ModelOptions, model_options
 from rewardlens.engine import LogprobReadout, Readout, RewardReadout, ScoreRequest, run_engine
 from rewardlens.engine.readouts import lm_logits
 from rewardlens.errors import UserError
 from rewardlens.models.heads import backbone_of
 from rewardlens.models.loading import LoadedModel, load_model, text_config
 from rewardlens.models.templates import (
-    DEFAULT_DATE,
     ConversationTemplate,
-    check_sequences,
     make_template,
     parse_date,
 )
@@ -215,34 +214,21 @@ class ModelScorer:
         }
 
 
-def load_scorer(
-    spec: str,
-    *,
-    revision: str | None = None,
-    dtype: str = "auto",
-    device: str = "auto",
-    trust_remote_code: bool = False,
-    kind: str = "auto",
-    template: str | None = None,
-    date: str = DEFAULT_DATE,
-    sequences: str = "exact",
-    include_end: bool = False,
-    random_score_head_seed: int | None = None,
-    device_map: str | None = None,
-) -> ModelScorer:
-    """Load a model and its template into a scorer (see `load_model` for the options; `date` and `sequences`
-    as `make_template`)."""
-    fixed_date = parse_date(date)  # a bad date fails before a slow load
-    check_sequences(sequences)
+def load_scorer(spec: str, options: ModelOptions | None = None, **changes: Any) -> ModelScorer:
+    """Load a model and its template into a scorer: `options` (a `ModelOptions`, default the defaults) with
+    keyword `changes` (`load_scorer(spec, dtype="bfloat16")`); see `load_model` and `make_template`."""
+    chosen = model_options(options, **changes)
     loaded = load_model(
         spec,
-        revision=revision,
-        dtype=dtype,
-        device=device,
-        trust_remote_code=trust_remote_code,
-        kind=kind,
-        random_score_head_seed=random_score_head_seed,
-        device_map=device_map,
+        revision=chosen.revision,
+        dtype=chosen.dtype,
+        device=chosen.device,
+        trust_remote_code=chosen.trust_remote_code,
+        kind=chosen.kind,
+        random_score_head_seed=chosen.random_score_head_seed,
+        device_map=chosen.device_map,
     )
-    conversation = make_template(loaded.tokenizer, template, date=fixed_date, sequences=sequences)
-    return ModelScorer(loaded, conversation, include_end=include_end)
+    conversation = make_template(
+        loaded.tokenizer, chosen.template, date=parse_date(chosen.date), sequences=chosen.sequences
+    )
+    return ModelScorer(loaded, conversation, include_end=chosen.include_end)

@@ -20,8 +20,9 @@ from rewardlens.models.templates import make_template
 from rewardlens.prompts import load_prompts, prompts_from_texts
 from rewardlens.runs import read_manifest, shard_files
 from rewardlens.scorers import load_scorer
-from rewardlens.study import audit_study, load_study, parse_study, run_study
-from rewardlens.sweep import template_identity
+from rewardlens.audit import audit_study, run_audit
+from rewardlens.study import load_study, parse_study, run_study
+from rewardlens.jobs.sweep import template_identity
 
 TODAY = real_datetime.datetime(2031, 3, 3)
 TWO_PROMPTS = (
@@ -82,9 +83,9 @@ def test_a_study_file_fixes_each_models_date_and_sequences(tiny_model_dir: Calla
     }
     study = parse_study(document)
     assert [(m.date, m.sequences) for m in study.models] == [("01 Dec 2024", "published"), ("03 Mar 2025", "published")]
-    assert study.models[1].load_options()["date"] == "03 Mar 2025"
-    assert study.models[1].load_options()["sequences"] == "published"
-    assert study.implicit_options["date"] == "01 Dec 2024"  # the pairs render the defaults' date
+    assert study.models[1].load_options().date == "03 Mar 2025"
+    assert study.models[1].load_options().sequences == "published"
+    assert study.implicit_options.date == "01 Dec 2024"  # the pairs render the defaults' date
     assert parse_study(yaml.safe_load(study.to_yaml())).models == study.models
     assert parse_study({**document, "defaults": {}}).models[0].date == "26 Jul 2024"  # Llama 3.1's own default
 
@@ -156,7 +157,7 @@ def test_an_audit_on_ray_loads_each_worker_with_its_date(
     today: real_datetime.datetime, dated: Path, tiny_model_dir: Callable[..., Path]
 ) -> None:
     """`audit --ray` runs `audit_study`; each Ray actor loads its scorer from the model's load options."""
-    from rewardlens.distributed.ray_runner import _Worker
+    from rewardlens.jobs.ray_pool import _Worker
 
     model = str(tiny_model_dir("llama", "reward"))
     plan = audit_study(
@@ -256,16 +257,17 @@ def test_implicit_refuses_two_loaded_models_of_different_dates(
 def test_implicit_for_an_audit_renders_the_audits_date(
     today: real_datetime.datetime, dated: Path, tiny_model_dir: Callable[..., Path], tmp_path: Path
 ) -> None:
-    from rewardlens.implicit import implicit_for_audit
-
     policy, reference, out = tiny_model_dir("llama", "lm"), str(tiny_model_dir("qwen2", "lm")), tmp_path / "audit"
-    options: dict[str, Any] = {"lexicons": (), "policy_template": str(dated), "device": "cpu"}
-    result = implicit_for_audit([str(policy)], reference, out, date="1 Dec 2024", **options)
-    run = result.vocab_dirs[str(policy)]
+    prompts, _ = _files(tmp_path)
+    options: dict[str, Any] = {
+        "template": str(dated), "device": "cpu", "tokens": "40:44", "word_prompts": str(prompts), "n_permutations": 10
+    }
+    result = run_audit([str(policy)], out, reference=reference, date="1 Dec 2024", **options)
+    run = result.reference_runs[str(policy)]["sweep"]
     _assert_dated(run, "01 Dec 2024")
     # Finished, it would be skipped without loading a model: another date is refused instead.
-    with pytest.raises(UserError, match="implicit-sweep was scored with date '01 Dec 2024', not '02 Dec 2024'"):
-        implicit_for_audit([str(policy)], reference, out, date="2 Dec 2024", **options)
+    with pytest.raises(UserError, match="sweep was scored with date '01 Dec 2024', not '02 Dec 2024'"):
+        run_audit([str(policy)], out, reference=reference, date="2 Dec 2024", **options)
     assert read_manifest(run)["date"] == "01 Dec 2024"
 
 

@@ -6,9 +6,9 @@ import socket
 
 import pytest
 
-from rewardlens.cli.study import expand_ray_flag, ray_options
-from rewardlens.distributed import RayOptions
-from rewardlens.distributed.ray_runner import worker_shape
+from rewardlens.cli.options import expand_ray_flag, ray_options
+from rewardlens.jobs.ray_pool import RayOptions
+from rewardlens.jobs.ray_pool import worker_shape
 from rewardlens.errors import UserError
 
 

@@ -9,17 +9,20 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from rewardlens.distributed import RayOptions, RayPool, sweep_with_pool, words_with_pool
+from rewardlens.config import ModelOptions
+from rewardlens.jobs.executor import execute
+from rewardlens.jobs.ray_pool import RayOptions, RayPool
+from rewardlens.jobs.sweep import IDENTITY_KEYS as SWEEP_IDENTITY
+from rewardlens.jobs.sweep import SweepJob, run_sweep
+from rewardlens.jobs.words import IDENTITY_KEYS as WORDS_IDENTITY
+from rewardlens.jobs.words import WordsJob, run_words
 from rewardlens.prompts import load_prompts
 from rewardlens.runs import load_run, read_manifest, shard_files
-from rewardlens.sweep import IDENTITY_KEYS as SWEEP_IDENTITY
-from rewardlens.sweep import run_sweep
-from rewardlens.words import IDENTITY_KEYS as WORDS_IDENTITY
-from rewardlens.words import run_words
 
 pytestmark = pytest.mark.usefixtures("ray_cluster")
 
 LOAD = {"dtype": "float32", "device": "cpu"}
+LOAD_OPTIONS = ModelOptions(**LOAD)
 SHARD = 48  # ~7 shards per prompt of the tiny 320-token vocabulary
 # A Ray worker runs the same float32 forward with its own thread count, so BLAS may sum in another order:
 # scores agree to a relative 1e-5 (a float32 sum of ~10^2 terms), not bit for bit. Ids, prompts and the
@@ -71,7 +74,7 @@ def test_killed_worker_has_its_shards_redone_exactly_once(
     run_sweep(model, sweep_prompts, tmp_path / "sweep-single", shard_size=SHARD, **LOAD)
     run_words(model, str(small_lexicon), word_prompts, tmp_path / "words-single", **LOAD)
 
-    with RayPool(model, LOAD, RayOptions(workers=2)) as pool:
+    with RayPool(model, LOAD_OPTIONS, RayOptions(workers=2)) as pool:
         assert pool.size == 2
         written: list[str] = []
         killed: list[int] = []
@@ -85,9 +88,8 @@ def test_killed_worker_has_its_shards_redone_exactly_once(
 
             return tick
 
-        sweep = sweep_with_pool(
-            pool, sweep_prompts, tmp_path / "sweep-ray", model_spec=model, shard_size=SHARD, phase=phase
-        )
+        job = SweepJob(model, tuple(sweep_prompts), tmp_path / "sweep-ray", shard_size=SHARD)
+        sweep = execute(job.plan(pool.facts), pool, phase)
         stats = pool.stats
         assert killed and stats.workers_lost == 1
         assert stats.requeued >= 1  # the dead worker's shard went back to the queue ...
@@ -95,7 +97,8 @@ def test_killed_worker_has_its_shards_redone_exactly_once(
         assert sweep.complete
 
         # The same pool, one worker down (or replaced), scores a word run.
-        words = words_with_pool(pool, str(small_lexicon), word_prompts, tmp_path / "words-ray", model_spec=model)
+        words_job = WordsJob.of(model, str(small_lexicon), word_prompts, tmp_path / "words-ray")
+        words = execute(words_job.plan(pool.facts), pool)
         assert words.complete and pool.stats.shards == len(word_prompts)
 
     rows = _same_run(tmp_path / "sweep-single", tmp_path / "sweep-ray", SWEEP_IDENTITY)
@@ -109,7 +112,8 @@ def test_killed_worker_has_its_shards_redone_exactly_once(
 def test_audit_on_ray_runs_as_a_study_with_the_audit_layout(
     tmp_path: Path, tiny_model_dir: Callable[..., Path], small_lexicon: Path, four_prompts: Path
 ) -> None:
-    from rewardlens.study import audit_study, run_study
+    from rewardlens.audit import audit_study
+    from rewardlens.study import run_study
 
     model = str(tiny_model_dir("llama", "reward"))
     out = tmp_path / "audit"
@@ -134,5 +138,5 @@ def test_a_model_that_cannot_load_is_one_user_error_from_the_workers(tmp_path: P
 
     missing = tmp_path / "no-such-model"
     with pytest.raises(UserError, match="does not exist") as caught:
-        RayPool(f"{missing}/", LOAD, RayOptions(workers=1))
+        RayPool(f"{missing}/", LOAD_OPTIONS, RayOptions(workers=1))
     assert len(str(caught.value).splitlines()) == 1

@@ -15,7 +15,7 @@ from rewardlens.lexicons import load_lexicon
 from rewardlens.prompts import load_prompts
 from rewardlens.runs import load_run, read_manifest
 from rewardlens.scorers import load_scorer
-from rewardlens.words import run_words, score_words, word_table
+from rewardlens.jobs.words import run_words, score_words, word_table
 
 
 @pytest.fixture

@@ -14,9 +14,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from rewardlens.distributed.jobs import sweep_with_pool
-from rewardlens.distributed.ray_runner import LocalPool, Pool, RayOptions, RayPool
+from rewardlens.config import ModelOptions
 from rewardlens.errors import UserError
+from rewardlens.jobs.executor import execute
+from rewardlens.jobs.pools import LocalPool, Pool
+from rewardlens.jobs.ray_pool import RayOptions, RayPool
+from rewardlens.jobs.sweep import SweepJob
 from rewardlens.prompts import Prompt
 
 BENCH_PROMPT = "What, in one word, is the greatest thing ever?"
@@ -26,15 +29,9 @@ def _timed_sweep(
     pool: Pool, spec: str, directory: Path, tokens: str, shard_size: int, batch_size: int
 ) -> dict[str, Any]:
     started = time.perf_counter()
-    summary = sweep_with_pool(
-        pool,
-        [Prompt("bench", BENCH_PROMPT)],
-        directory,
-        model_spec=spec,
-        tokens=tokens,
-        shard_size=shard_size,
-        batch_size=batch_size,
-    )
+    prompts = (Prompt("bench", BENCH_PROMPT),)
+    job = SweepJob(spec, prompts, directory, tokens, shard_size=shard_size, batch_size=batch_size)
+    summary = execute(job.plan(pool.facts), pool)
     seconds = time.perf_counter() - started
     return {"rows": summary.rows, "seconds": round(seconds, 3), "candidates_per_s": round(summary.rows / seconds, 1)}
 
@@ -54,7 +51,7 @@ def benchmark_ray(
     """Candidates per second: one process (all its threads), then Ray pools of each size in `workers`."""
     if candidates < 1 or shard_size < 1 or batch_size < 1 or not workers or min(workers) < 1:
         raise UserError("--candidates, --shard-size, --batch-size and --workers must be at least 1")
-    load = {"dtype": dtype, "device": device, "random_score_head_seed": seed}
+    load = ModelOptions(dtype=dtype, device=device, random_score_head_seed=seed)
     tokens = f"0:{candidates}"
     import torch
 
@@ -65,7 +62,7 @@ def benchmark_ray(
             with LocalPool(model, load) as pool:
                 single = _timed_sweep(pool, model, root / "single", tokens, shard_size, batch_size)
         except UserError:
-            load.pop("random_score_head_seed")  # already a reward model
+            load = load.with_changes(random_score_head_seed=None)  # already a reward model
             with LocalPool(model, load) as pool:
                 single = _timed_sweep(pool, model, root / "single", tokens, shard_size, batch_size)
         result["single_process"] = {**single, "threads": torch.get_num_threads()}

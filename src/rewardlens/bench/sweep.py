@@ -14,9 +14,9 @@ import torch
 
 from rewardlens.bench.engine import BENCH_PROMPT, bench_scorer
 from rewardlens.errors import UserError
+from rewardlens.jobs.sweep import run_sweep
 from rewardlens.prompts import prompts_from_texts
 from rewardlens.scorers import ModelScorer
-from rewardlens.sweep import run_sweep
 
 
 def _synchronize(scorer: ModelScorer) -> None:

@@ -11,6 +11,7 @@ import click
 import typer
 
 from rewardlens.cli.apps import app
+from rewardlens.cli.options import expand_ray_flag
 from rewardlens.errors import UserError
 
 # Importing a command module registers its commands; the order is the order of `--help`.
@@ -28,7 +29,7 @@ from rewardlens.cli import bench_analyses  # noqa: E402,F401  isort: skip
 
 def main() -> None:
     """Console-script entry point: user errors become one line on stderr and exit code 2."""
-    sys.argv[1:] = study.expand_ray_flag(sys.argv[1:])  # `--ray` alone: a local Ray
+    sys.argv[1:] = expand_ray_flag(sys.argv[1:])  # `--ray` alone: a local Ray
     try:
         app(standalone_mode=False)
     except UserError as err:

@@ -14,17 +14,20 @@ from rich.console import Console
 from rewardlens.cli.apps import app, bench_app
 from rewardlens.cli.options import (
     BatchSizeOption,
-    DateOption,
     DeviceOption,
     DtypeOption,
     EngineOption,
+    GpusPerWorkerOption,
+    RayOption,
     TrustRemoteCodeOption,
+    WorkersOption,
+    ray_options,
+    with_model_options,
 )
 from rewardlens.cli.progress import bar_columns, transient_progress
-from rewardlens.cli.study import GpusPerWorkerOption, RayOption, WorkersOption, ray_options
-from rewardlens.cli.sweep import _prompts, summary_fields
+from rewardlens.cli.sweep import _prompts
+from rewardlens.config import DEFAULT_POLICY_TEMPLATE, DEFAULT_REFERENCE_TEMPLATE, ModelOptions
 from rewardlens.errors import UserError
-from rewardlens.models.templates import DEFAULT_DATE
 
 PolicyOption = Annotated[
     str, typer.Option("--policy", help="The instruction-tuned language model (spec as for --model).")
@@ -46,10 +49,12 @@ ReferenceTemplateOption = Annotated[
 
 
 @app.command()
+@with_model_options(without=("template",))  # each model has its own: --policy-template, --reference-template
 def implicit(
     out: Annotated[Path, typer.Option("--out", "-o", help="Run directory (created, or resumed).")],
     policy: PolicyOption,
     reference: ReferenceOption,
+    options: ModelOptions,
     prompt: Annotated[
         list[str] | None, typer.Option("--prompt", "-p", help="A prompt (repeatable).", show_default=False)
     ] = None,
@@ -62,9 +67,8 @@ def implicit(
     ] = None,
     measure: Annotated[str, typer.Option("--measure", help="log-ratio (DPO implicit reward) or mwlr.")] = "log-ratio",
     beta: Annotated[float, typer.Option("--beta", help="Scale of the log-ratio.")] = 1.0,
-    policy_template: PolicyTemplateOption = "chat",
-    reference_template: ReferenceTemplateOption = "plain-nospace",
-    date: DateOption = DEFAULT_DATE,
+    policy_template: PolicyTemplateOption = DEFAULT_POLICY_TEMPLATE,
+    reference_template: ReferenceTemplateOption = DEFAULT_REFERENCE_TEMPLATE,
     align: Annotated[
         str,
         typer.Option(
@@ -86,9 +90,6 @@ def implicit(
     engine: EngineOption = "cached",
     batch_size: BatchSizeOption = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a different run in DIR.")] = False,
-    dtype: DtypeOption = "auto",
-    device: DeviceOption = "auto",
-    trust_remote_code: TrustRemoteCodeOption = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
     ray: RayOption = None,
     workers: WorkersOption = None,
@@ -96,6 +97,7 @@ def implicit(
 ) -> None:
     """Implicit rewards log p_policy - log p_reference over the vocabulary or a lexicon, as a run."""
     from rewardlens.implicit import run_implicit
+    from rewardlens.implicit.run import alignment_line
 
     cluster = ray_options(ray, workers, gpus_per_worker)
     if cluster is not None and (cluster.workers or 1) != 1:
@@ -105,7 +107,7 @@ def implicit(
     with transient_progress(console, *bar_columns()) as progress:
         task = progress.add_task("loading", total=None)
         if cluster is not None:
-            from rewardlens.distributed import implicit_on_ray
+            from rewardlens.implicit import implicit_on_ray
 
             run: Callable[..., Any] = partial(implicit_on_ray, ray=cluster)
         else:
@@ -121,7 +123,6 @@ def implicit(
             beta=beta,
             policy_template=policy_template,
             reference_template=reference_template,
-            date=date,
             align=align,
             text_rule=text_rule,
             include_special=include_special,
@@ -129,15 +130,13 @@ def implicit(
             batch_size=batch_size,
             overwrite=overwrite,
             progress=lambda n: progress.update(task, description="implicit rewards", advance=n),
-            dtype=dtype,
-            device=device,
-            trust_remote_code=trust_remote_code,
+            options=options,
         )
     if as_json:
-        typer.echo(json.dumps({**summary_fields(summary), "alignment": summary.alignment}, default=str))
+        typer.echo(json.dumps({**summary.to_dict(), "alignment": summary.alignment}, default=str))
         return
     typer.echo(summary.line())
-    typer.echo(summary.alignment_line())
+    typer.echo(alignment_line(summary.alignment))
 
 
 @bench_app.command("implicit")
@@ -155,7 +154,7 @@ def bench_implicit(
     trust_remote_code: TrustRemoteCodeOption = False,
 ) -> None:
     """Time a whole-vocabulary implicit reward against one plain forward pass of each model; one JSON line."""
-    from rewardlens.implicit import benchmark_implicit
+    from rewardlens.bench.implicit import benchmark_implicit
 
     result = benchmark_implicit(
         policy,

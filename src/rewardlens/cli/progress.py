@@ -39,11 +39,13 @@ def transient_progress(console: Console, *columns: ProgressColumn) -> Progress:
 
 def phase_progress(console: Console, *extra: ProgressColumn) -> tuple[Progress, PhaseProgress]:
     """A rich display for the jobs (sweep, words, audit, study) and the `phase(description, total, done)` hook
-    they report through: one bar a phase, `extra` columns after done/total."""
-    progress = Progress(*bar_columns(*extra), console=console)
+    they report through: one bar a phase, `extra` columns after done/total. Off when the console is not a
+    terminal: a log gets the summary lines, not the last frame of the bars."""
+    progress = Progress(*bar_columns(*extra), console=console, disable=not console.is_terminal)
 
     def phase(description: str, total: int, done: int) -> Callable[[int], None]:
         task = progress.add_task(description, total=total, completed=done)
         return lambda n: progress.advance(task, n)
 
     return progress, phase
+

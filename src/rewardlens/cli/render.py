@@ -10,23 +10,16 @@ from rich.console import Console
 from rich.table import Table
 
 from rewardlens.cli.apps import app
-from rewardlens.cli.options import (
-    DateOption,
-    IncludeEndOption,
-    KindOption,
-    ModelOption,
-    RevisionOption,
-    SequencesOption,
-    TemplateOption,
-    TrustRemoteCodeOption,
-)
+from rewardlens.cli.options import ModelOption, with_model_options
+from rewardlens.config import DEFAULT_MODEL, ModelOptions
 from rewardlens.errors import UserError
-from rewardlens.models.templates import DEFAULT_DATE
 
 
 @app.command()
+@with_model_options(without=("dtype", "device", "device_map"))  # no weights are loaded
 def render(
-    model: ModelOption = "smollm2-135m-instruct",
+    options: ModelOptions,
+    model: ModelOption = DEFAULT_MODEL,
     prompt: Annotated[str, typer.Option("--prompt", "-p", help="The user prompt.")] = (
         "What, in one word, is the greatest thing ever?"
     ),
@@ -40,13 +33,6 @@ def render(
         bool,
         typer.Option("--vocab", help="Compare the exact and the published pipeline over the whole vocabulary."),
     ] = False,
-    sequences: SequencesOption = "exact",
-    template: TemplateOption = None,
-    date: DateOption = DEFAULT_DATE,
-    kind: KindOption = "auto",
-    include_end: IncludeEndOption = False,
-    revision: RevisionOption = None,
-    trust_remote_code: TrustRemoteCodeOption = False,
     as_json: Annotated[
         bool, typer.Option("--json", help="One JSON line per response (with --vocab: one line of counts).")
     ] = False,
@@ -63,13 +49,13 @@ def render(
         raise UserError("nothing to render: pass --response, --token-id or --vocab")
     subject = load_render_subject(
         model,
-        revision=revision,
-        trust_remote_code=trust_remote_code,
-        kind=kind,
-        template=template,
-        date=date,
-        sequences=sequences,
-        include_end=include_end,
+        revision=options.revision,
+        trust_remote_code=options.trust_remote_code,
+        kind=options.kind,
+        template=options.template,
+        date=options.date,
+        sequences=options.sequences,
+        include_end=options.include_end,
     )
     if vocab:
         counts = compare_pipelines(subject.template, prompt).to_dict()

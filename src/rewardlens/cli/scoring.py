@@ -13,20 +13,15 @@ from rich.table import Table
 from rewardlens.cli.apps import app, bench_app
 from rewardlens.cli.options import (
     BatchSizeOption,
-    DateOption,
     DeviceOption,
     DtypeOption,
     EngineOption,
-    IncludeEndOption,
-    KindOption,
     ModelOption,
-    RevisionOption,
-    SequencesOption,
-    TemplateOption,
     TrustRemoteCodeOption,
+    with_model_options,
 )
+from rewardlens.config import DEFAULT_MODEL, ModelOptions
 from rewardlens.errors import UserError
-from rewardlens.models.templates import DEFAULT_DATE
 
 
 def _read_responses(responses: list[str], responses_file: Path | None) -> list[str]:
@@ -43,8 +38,10 @@ def _read_responses(responses: list[str], responses_file: Path | None) -> list[s
 
 
 @app.command()
+@with_model_options()
 def score(
-    model: ModelOption = "smollm2-135m-instruct",
+    options: ModelOptions,
+    model: ModelOption = DEFAULT_MODEL,
     prompt: Annotated[str, typer.Option("--prompt", "-p", help="The user prompt.")] = (
         "What, in one word, is the greatest thing ever?"
     ),
@@ -52,15 +49,6 @@ def score(
     responses_file: Annotated[Path | None, typer.Option(help="One response per line.")] = None,
     engine: EngineOption = "cached",
     batch_size: BatchSizeOption = None,
-    revision: RevisionOption = None,
-    dtype: DtypeOption = "auto",
-    device: DeviceOption = "auto",
-    trust_remote_code: TrustRemoteCodeOption = False,
-    kind: KindOption = "auto",
-    template: TemplateOption = None,
-    date: DateOption = DEFAULT_DATE,
-    sequences: SequencesOption = "exact",
-    include_end: IncludeEndOption = False,
     as_json: Annotated[bool, typer.Option("--json", help="JSON lines {prompt, response, score}.")] = False,
 ) -> None:
     """Score responses to a prompt with a reward model (raw logit) or a language model (log-probability)."""
@@ -70,18 +58,7 @@ def score(
     from rewardlens.engine import check_engine
 
     check_engine(engine)
-    scorer = load_scorer(
-        model,
-        revision=revision,
-        dtype=dtype,
-        device=device,
-        trust_remote_code=trust_remote_code,
-        kind=kind,
-        template=template,
-        date=date,
-        sequences=sequences,
-        include_end=include_end,
-    )
+    scorer = load_scorer(model, options)
     scores = scorer.score_texts(prompt, responses, engine=engine, batch_size=batch_size)
     if as_json:
         for text, value in zip(responses, scores, strict=True):
@@ -98,7 +75,7 @@ def score(
 
 @bench_app.command("engine")
 def bench_engine(
-    model: ModelOption = "smollm2-135m-instruct",
+    model: ModelOption = DEFAULT_MODEL,
     candidates: Annotated[int, typer.Option(help="Single-token candidates to score.")] = 2048,
     batch_size: Annotated[int, typer.Option(help="Sequences per batch.")] = 256,
     dtype: DtypeOption = "auto",

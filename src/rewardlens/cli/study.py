@@ -1,81 +1,19 @@
-"""`rewardlens study`, and the `--ray [ADDRESS]` / `--workers N` options shared by the scoring commands."""
+"""`rewardlens study` and `bench ray`."""
 
 from __future__ import annotations
 
 import json
-import re
-from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from rewardlens.cli.apps import app, bench_app
+from rewardlens.cli.options import LOCAL_RAY, RayOption, WorkersOption, ray_options
 from rewardlens.cli.progress import phase_progress
 from rewardlens.errors import UserError
-
-if TYPE_CHECKING:
-    from rewardlens.distributed import RayOptions
-
-LOCAL_RAY = "local"
-
-RayOption = Annotated[
-    str | None,
-    typer.Option(
-        "--ray",
-        metavar="[ADDRESS]",
-        help="Score on Ray: alone, join a local Ray or start one; HOST:PORT or ray://HOST:PORT joins a cluster.",
-        show_default=False,
-    ),
-]
-WorkersOption = Annotated[
-    int | None,
-    typer.Option("--workers", help="Ray scoring actors (default: one per GPU; without GPUs, one per CPU).", min=None),
-]
-GpusPerWorkerOption = Annotated[
-    float, typer.Option("--gpus-per-worker", help="GPUs per Ray actor (>1 with --device-map auto for big models).")
-]
-DeviceMapOption = Annotated[
-    str | None,
-    typer.Option("--device-map", help="auto: spread a model too big for one GPU over the GPUs of its worker."),
-]
-
-_ADDRESS = re.compile(r"^(local|auto|[a-z][a-z0-9+.-]*://\S+|[\w.\-\[\]:]+:\d+)$")
-
-
-def expand_ray_flag(argv: Sequence[str]) -> list[str]:
-    """`--ray` given without an address becomes `--ray local` (Typer has no options with an optional value).
-
-    The next argument is taken as the address only where it looks like one (local, auto, HOST:PORT,
-    SCHEME://...), so `study STUDY.yaml --ray --out DIR` and `study --ray STUDY.yaml` both work.
-    """
-    expanded: list[str] = []
-    for index, argument in enumerate(argv):
-        expanded.append(argument)
-        if argument == "--ray":
-            following = argv[index + 1] if index + 1 < len(argv) else None
-            if following is None or not _ADDRESS.match(following):
-                expanded.append(LOCAL_RAY)
-    return expanded
-
-
-def ray_options(ray: str | None, workers: int | None, gpus_per_worker: float = 1.0) -> RayOptions | None:
-    """The Ray settings of a command, checked before any work starts; None: run in this process."""
-    from rewardlens.distributed import RayOptions, check_workers
-    from rewardlens.distributed.ray_runner import check_reachable
-
-    check_workers(workers)
-    if gpus_per_worker <= 0:
-        raise UserError("--gpus-per-worker must be positive")
-    if ray is None:
-        if workers is not None:
-            raise UserError("--workers needs --ray (the number of Ray scoring actors)")
-        return None
-    if ray != LOCAL_RAY:
-        check_reachable(ray)  # seconds, before any directory is made or model loaded
-    return RayOptions(address=None if ray == LOCAL_RAY else ray, workers=workers, gpus_per_worker=gpus_per_worker)
 
 
 @app.command()
@@ -155,7 +93,7 @@ def bench_ray(
     device: Annotated[str, typer.Option(help="auto|cpu|cuda[:N].")] = "auto",
 ) -> None:
     """Sweep throughput in this process and on Ray pools of 1..N workers (model loading excluded); JSON."""
-    from rewardlens.distributed.bench import benchmark_ray
+    from rewardlens.bench.ray import benchmark_ray
 
     result = benchmark_ray(
         model,
@@ -170,4 +108,4 @@ def bench_ray(
     typer.echo(json.dumps(result))
 
 
-__all__ = ["DeviceMapOption", "GpusPerWorkerOption", "RayOption", "WorkersOption", "expand_ray_flag", "ray_options"]
+

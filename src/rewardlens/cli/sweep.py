@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -18,22 +18,23 @@ from rich.text import Text
 from rewardlens.cli.apps import app, bench_app
 from rewardlens.cli.options import (
     BatchSizeOption,
-    DateOption,
     DeviceOption,
     DtypeOption,
     EngineOption,
-    IncludeEndOption,
-    KindOption,
+    GpusPerWorkerOption,
     ModelOption,
-    RevisionOption,
-    SequencesOption,
-    TemplateOption,
+    RayOption,
     TrustRemoteCodeOption,
+    WorkersOption,
+    ray_options,
+    with_model_options,
 )
 from rewardlens.cli.progress import phase_progress
-from rewardlens.cli.study import DeviceMapOption, GpusPerWorkerOption, RayOption, WorkersOption, ray_options
+from rewardlens.config import DEFAULT_MODEL, DEFAULT_SHARD_SIZE, ModelOptions
 from rewardlens.errors import UserError
-from rewardlens.models.templates import DEFAULT_DATE
+
+if TYPE_CHECKING:
+    from rewardlens.jobs.base import JobSummary
 
 
 class _RateColumn(ProgressColumn):
@@ -57,9 +58,11 @@ def _prompts(prompt: list[str] | None, prompts: str | None) -> list[Any]:
 
 
 @app.command()
+@with_model_options()
 def sweep(
     out: Annotated[Path, typer.Option("--out", "-o", help="Run directory (created, or resumed).")],
-    model: ModelOption = "smollm2-135m-instruct",
+    options: ModelOptions,
+    model: ModelOption = DEFAULT_MODEL,
     prompt: Annotated[
         list[str] | None, typer.Option("--prompt", "-p", help="A prompt (repeatable).", show_default=False)
     ] = None,
@@ -70,106 +73,35 @@ def sweep(
     include_special: Annotated[
         bool, typer.Option("--include-special", help="Also score control, added and reserved tokens.")
     ] = False,
-    shard_size: Annotated[int, typer.Option("--shard-size", help="Candidates per shard file.")] = 4096,
+    shard_size: Annotated[int, typer.Option("--shard-size", help="Candidates per shard file.")] = DEFAULT_SHARD_SIZE,
     batch_size: BatchSizeOption = None,
     engine: EngineOption = "cached",
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a different run in DIR.")] = False,
-    revision: RevisionOption = None,
-    dtype: DtypeOption = "auto",
-    device: DeviceOption = "auto",
-    trust_remote_code: TrustRemoteCodeOption = False,
-    kind: KindOption = "auto",
-    template: TemplateOption = None,
-    date: DateOption = DEFAULT_DATE,
-    sequences: SequencesOption = "exact",
-    include_end: IncludeEndOption = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
     ray: RayOption = None,
     workers: WorkersOption = None,
     gpus_per_worker: GpusPerWorkerOption = 1.0,
-    device_map: DeviceMapOption = None,
 ) -> None:
     """Score every token of the vocabulary as the whole response to each prompt (resumable)."""
+    from rewardlens.jobs.executor import run_job
+    from rewardlens.jobs.sweep import SweepJob
     from rewardlens.runs.store import prepare_directory
-    from rewardlens.scorers import load_scorer
-    from rewardlens.sweep import early_identity, execute_sweep, prepare_sweep, refuse_other_run_early
 
     cluster = ray_options(ray, workers, gpus_per_worker)
-    chosen = _prompts(prompt, prompts)
-    from rewardlens.engine import check_engine
-
-    check_engine(engine)
+    chosen = tuple(_prompts(prompt, prompts))
+    job = SweepJob(model, chosen, out, tokens, include_special, shard_size, batch_size, engine)
     # Cheap refusals first: another run in DIR, or a DIR that cannot be written, before loading a model.
-    refuse_other_run_early(out, early_identity(model, chosen, tokens, include_special), overwrite)
+    job.refuse_other_run(overwrite)
     prepare_directory(out)
     console = Console(stderr=True)
-    load_options: dict[str, Any] = dict(
-        revision=revision,
-        dtype=dtype,
-        device=device,
-        trust_remote_code=trust_remote_code,
-        kind=kind,
-        template=template,
-        date=date,
-        sequences=sequences,
-        include_end=include_end,
-        device_map=device_map,
-    )
-    if cluster is not None:
-        from rewardlens.distributed import sweep_on_ray
-
-        display, phase = phase_progress(console, _RateColumn())
-        with display:
-            summary = sweep_on_ray(
-                model,
-                chosen,
-                out,
-                cluster,
-                load_options,
-                phase=phase,
-                tokens=tokens,
-                include_special=include_special,
-                shard_size=shard_size,
-                batch_size=batch_size,
-                engine=engine,
-                overwrite=overwrite,
-            )
-        _print_summary(summary, as_json)
-        return
-    with console.status(f"loading {model}"):
-        scorer = load_scorer(model, **load_options)
-    plan = prepare_sweep(
-        scorer,
-        chosen,
-        out,
-        model_spec=model,
-        tokens=tokens,
-        include_special=include_special,
-        shard_size=shard_size,
-        batch_size=batch_size,
-        engine=engine,
-        overwrite=overwrite,
-    )
     display, phase = phase_progress(console, _RateColumn())
     with display:
-        summary = execute_sweep(plan, progress=phase("sweep", plan.rows_expected, plan.rows_done))
-    _print_summary(summary, as_json)
+        summary = run_job(job, options=options, ray=cluster, overwrite=overwrite, phase=phase)
+    print_summary(summary, as_json)
 
 
-def summary_fields(summary: Any) -> dict[str, Any]:
-    """The `--json` summary of a finished (or stopped) run."""
-    return {
-        "run": str(summary.directory),
-        "rows": summary.rows,
-        "rows_expected": summary.rows_expected,
-        "rows_written": summary.rows_written,
-        "seconds": round(summary.seconds, 3),
-        "complete": summary.complete,
-    }
-
-
-def _print_summary(summary: Any, as_json: bool) -> None:
-    typer.echo(json.dumps(summary_fields(summary)) if as_json else summary.line())
+def print_summary(summary: JobSummary, as_json: bool) -> None:
+    typer.echo(json.dumps(summary.to_dict()) if as_json else summary.line())
 
 
 @app.command("runs")

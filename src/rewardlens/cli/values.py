@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -14,25 +14,16 @@ from rich.table import Table
 from rewardlens.cli.apps import analyze_app, app
 from rewardlens.cli.options import (
     BatchSizeOption,
-    DateOption,
-    DeviceOption,
-    DtypeOption,
     EngineOption,
-    IncludeEndOption,
-    KindOption,
+    GpusPerWorkerOption,
     ModelOption,
-    RevisionOption,
-    SequencesOption,
-    TemplateOption,
-    TrustRemoteCodeOption,
+    RayOption,
+    WorkersOption,
+    ray_options,
+    with_model_options,
 )
 from rewardlens.cli.progress import phase_progress
-from rewardlens.cli.study import DeviceMapOption, GpusPerWorkerOption, RayOption, WorkersOption, ray_options
-from rewardlens.models.templates import DEFAULT_DATE
-
-if TYPE_CHECKING:
-    from rewardlens.audit import AuditResult
-    from rewardlens.study import StudyResult
+from rewardlens.config import DEFAULT_LEXICON, DEFAULT_MODEL, DEFAULT_PERMUTATIONS, WORD_PROMPTS, ModelOptions
 
 _console = Console()
 
@@ -217,125 +208,62 @@ def _print_tests(tests: object, compare: str) -> None:
 
 
 @app.command()
+@with_model_options()
 def words(
     model: ModelOption,
     out: Annotated[Path, typer.Option("--out", "-o", help="Run directory (created, or resumed).")],
+    options: ModelOptions,
     lexicon: Annotated[
         str, typer.Option("--lexicon", "-l", help="big2-nouns, big2-expanded, mfd2, or a lexicon file.")
-    ] = "big2-nouns",
-    prompts: Annotated[str, typer.Option("--prompts", help="Bundled set or YAML/text file.")] = "value54",
+    ] = DEFAULT_LEXICON,
+    prompts: Annotated[str, typer.Option("--prompts", help="Bundled set or YAML/text file.")] = WORD_PROMPTS,
     batch_size: BatchSizeOption = None,
     engine: EngineOption = "cached",
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a different run in DIR.")] = False,
-    revision: RevisionOption = None,
-    dtype: DtypeOption = "auto",
-    device: DeviceOption = "auto",
-    trust_remote_code: TrustRemoteCodeOption = False,
-    kind: KindOption = "auto",
-    template: TemplateOption = None,
-    date: DateOption = DEFAULT_DATE,
-    sequences: SequencesOption = "exact",
-    include_end: IncludeEndOption = False,
     ray: RayOption = None,
     workers: WorkersOption = None,
     gpus_per_worker: GpusPerWorkerOption = 1.0,
-    device_map: DeviceMapOption = None,
 ) -> None:
     """Score every word of a lexicon as the whole response to every prompt (resumable by prompt)."""
-    from rewardlens.lexicons import load_lexicon
+    from rewardlens.jobs.executor import run_job
+    from rewardlens.jobs.words import WordsJob
     from rewardlens.prompts import load_prompts
-    from rewardlens.scorers import load_scorer
-    from rewardlens.words import refuse_other_words_run, run_words, word_table
 
     cluster = ray_options(ray, workers, gpus_per_worker)
-    from rewardlens.engine import check_engine
-
-    check_engine(engine)
-    chosen_prompts = load_prompts(prompts)
-    chosen_lexicon = load_lexicon(lexicon)
-    total = len(word_table(chosen_lexicon)) * len(chosen_prompts)
-    refuse_other_words_run(out, model, chosen_prompts, chosen_lexicon, overwrite)  # before a slow load
+    job = WordsJob.of(model, lexicon, load_prompts(prompts), out, batch_size=batch_size, engine=engine)
+    job.refuse_other_run(overwrite)  # before a slow load
     console = Console(stderr=True)
-    load_options: dict[str, Any] = {
-        "revision": revision,
-        "dtype": dtype,
-        "device": device,
-        "trust_remote_code": trust_remote_code,
-        "kind": kind,
-        "template": template,
-        "date": date,
-        "sequences": sequences,
-        "include_end": include_end,
-        "device_map": device_map,
-    }
-    if cluster is not None:
-        from rewardlens.distributed import words_on_ray
-
-        display, phase = phase_progress(console)
-        with display:
-            summary = words_on_ray(
-                model,
-                chosen_lexicon,
-                chosen_prompts,
-                out,
-                cluster,
-                load_options,
-                phase=phase,
-                engine=engine,
-                batch_size=batch_size,
-                overwrite=overwrite,
-            )
-        typer.echo(summary.line())
-        return
-    with console.status(f"loading {model}"):
-        scorer = load_scorer(model, **load_options)
     display, phase = phase_progress(console)
     with display:
-        from rewardlens.runs import count_rows, has_run
-
-        done = count_rows(out) if has_run(out) else 0
-        summary = run_words(
-            scorer,
-            chosen_lexicon,
-            chosen_prompts,
-            out,
-            engine=engine,
-            batch_size=batch_size,
-            overwrite=overwrite,
-            progress=phase(f"{lexicon} words", total, 0 if overwrite else done),
-            model_spec=model,
-        )
+        summary = run_job(job, options=options, ray=cluster, overwrite=overwrite, phase=phase)
     typer.echo(summary.line())
 
 
 @app.command()
+@with_model_options()
 def audit(
+    options: ModelOptions,
     model: Annotated[
         list[str] | None,
-        typer.Option("--model", "-m", help="Model to audit (repeatable); default smollm2-135m-instruct."),
+        typer.Option("--model", "-m", help=f"Model to audit (repeatable); default {DEFAULT_MODEL}."),
     ] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Audit directory (resumed if present).")] = Path(
         "audit"
     ),
     lexicon: Annotated[
         list[str] | None,
-        typer.Option("--lexicon", "-l", help="Lexicon besides big2-nouns: mfd2, big2-expanded or a file."),
+        typer.Option("--lexicon", "-l", help=f"Lexicon besides {DEFAULT_LEXICON}: mfd2, big2-expanded or a file."),
     ] = None,
     family: Annotated[
         list[str] | None, typer.Option("--family", help="KEY=FAMILY for a model (repeatable).")
     ] = None,
     tokens: Annotated[str, typer.Option("--tokens", help="Sweep candidates: all, words, or START:END.")] = "all",
-    permutations: Annotated[int, typer.Option("--permutations", help="Permutations per test.")] = 10_000,
+    permutations: Annotated[
+        int, typer.Option("--permutations", help="Permutations per test.")
+    ] = DEFAULT_PERMUTATIONS,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the permutations.")] = 0,
     batch_size: BatchSizeOption = None,
     engine: EngineOption = "cached",
-    dtype: DtypeOption = "auto",
-    device: DeviceOption = "auto",
-    trust_remote_code: TrustRemoteCodeOption = False,
-    kind: KindOption = "auto",
-    template: TemplateOption = None,
-    date: DateOption = DEFAULT_DATE,
-    sequences: SequencesOption = "exact",
     ray: RayOption = None,
     workers: WorkersOption = None,
     gpus_per_worker: GpusPerWorkerOption = 1.0,
@@ -346,90 +274,39 @@ def audit(
             help="A base LM: also the implicit reward of each audited LM against it (vocabulary, words, values).",
         ),
     ] = None,
+    beside_published: Annotated[
+        bool,
+        typer.Option(
+            "--beside-published/--alone",
+            help="Also analyse the models beside the ten published RMs (lexicons whose published scores are bundled).",
+        ),
+    ] = True,
 ) -> None:
     """The main job: sweep, word scores, value analysis and one HTML report per audit."""
-    from rewardlens.audit import DEFAULT_MODEL, run_audit
+    from rewardlens.audit import audit_study
+    from rewardlens.engine import check_engine
+    from rewardlens.study.run import run_study
 
     cluster = ray_options(ray, workers, gpus_per_worker)
-    from rewardlens.engine import check_engine
-
     check_engine(engine)
-    console = Console(stderr=True)
-    display, phase = phase_progress(console)
-    result: AuditResult | StudyResult
-    if cluster is not None:
-        from rewardlens.study import audit_study, run_study
-
-        # On Ray an audit runs as a study with the same layout of OUT (models/, values-*/, report.html).
-        plan = audit_study(
-            model or [DEFAULT_MODEL],
-            lexicons=lexicon or [],
-            families=family or [],
-            tokens=tokens,
-            n_permutations=permutations,
-            seed=seed,
-            engine=engine,
-            batch_size=batch_size,
-            dtype=dtype,
-            device=device,
-            trust_remote_code=trust_remote_code,
-            kind=kind,
-            template=template,
-            date=date,
-            sequences=sequences,
-        )
-        with display:
-            result = run_study(plan, out, ray=cluster, phase=phase)
-    else:
-        with display:
-            result = run_audit(
-                model or [DEFAULT_MODEL],
-                out,
-                lexicons=lexicon or [],
-                families=family or [],
-                tokens=tokens,
-                n_permutations=permutations,
-                seed=seed,
-                engine=engine,
-                batch_size=batch_size,
-                phase=phase,
-                dtype=dtype,
-                device=device,
-                trust_remote_code=trust_remote_code,
-                kind=kind,
-                template=template,
-                date=date,
-                sequences=sequences,
-            )
-    notes, value_dirs = list(result.notes), dict(result.value_dirs)
-    if reference:
-        from rewardlens.audit import DEFAULT_LEXICON
-        from rewardlens.implicit import implicit_for_audit
-
-        # The implicit rewards run here (not on Ray), after the audit, into the same OUT.
-        implicit_display, implicit_phase = phase_progress(console)
-        with implicit_display:
-            implicit = implicit_for_audit(
-                model or [DEFAULT_MODEL],
-                reference,
-                out,
-                lexicons=list(dict.fromkeys([DEFAULT_LEXICON, *(lexicon or [])])),
-                families=family or [],
-                n_permutations=permutations,
-                seed=seed,
-                policy_template=template or "chat",
-                date=date,
-                engine=engine,
-                batch_size=batch_size,
-                phase=implicit_phase,
-                dtype=dtype,
-                device=device,
-                trust_remote_code=trust_remote_code,
-            )
-        notes += implicit.notes
-        value_dirs.update({f"implicit {name}": path for name, path in implicit.value_dirs.items()})
-    for note in notes:
+    plan = audit_study(
+        model or [DEFAULT_MODEL],
+        lexicons=lexicon or [],
+        families=family or [],
+        tokens=tokens,
+        n_permutations=permutations,
+        seed=seed,
+        engine=engine,
+        batch_size=batch_size,
+        reference=reference,
+        beside_published=beside_published,
+        options=options,
+    )
+    display, phase = phase_progress(Console(stderr=True))
+    with display:
+        result = run_study(plan, out, ray=cluster, phase=phase)
+    for note in result.notes:
         _console.print(f"[yellow]note:[/] {note}")
-    for lexicon_name, directory in value_dirs.items():
-        _console.print(f"{lexicon_name}: tables and figures in {directory}")
+    for name, directory in result.value_dirs.items():
+        _console.print(f"{name}: tables and figures in {directory}")
     _console.print(f"report: {result.report}")

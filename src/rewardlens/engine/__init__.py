@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from rewardlens.config import ENGINES
 from rewardlens.engine.attention import grouped_query_sdpa
 from rewardlens.engine.batched import run_batched
 from rewardlens.engine.cached import run_cached
@@ -15,8 +16,6 @@ from rewardlens.engine.readouts import LogprobReadout, Readout, RewardReadout
 from rewardlens.engine.reference import run_reference
 from rewardlens.engine.requests import ScoreRequest, group_by_prompt
 from rewardlens.errors import UserError
-
-ENGINES = ("cached", "batched", "reference")
 
 
 def check_engine(engine: str) -> str:

@@ -1,8 +1,9 @@
-"""Sweeps and word runs fed to a pool of scorers (Ray actors or this process).
+"""The one executor: open a pool for a job's model, plan the job, score the shards not on disk, finish.
 
-The driver plans the run exactly as a single-process run does (`prepare_sweep`, `words_manifest`, the
-same shard names), with the model's facts taken from a worker, so the run directory is indistinguishable
-from one written by `run_sweep` / `run_words`: same _run.json identity, same shard files, same rows.
+Every kind of run goes through `execute`: a sweep, a word run, an implicit-reward run, in this process or
+on Ray (`RayPool`), alone (`run_job`) or several on one loaded model (`run_jobs`). The driver is the only
+writer of the run: each result is written once, when it comes back, so a run killed at any moment resumes
+by planning again and scoring only the shards that are missing.
 """
 
 from __future__ import annotations
@@ -10,19 +11,15 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from rewardlens.distributed.ray_runner import Pool, QueueStats, RayPool
-from rewardlens.distributed.shards import ShardTask, SweepShardTask, WordShardTask
-from rewardlens.lexicons import Lexicon, load_lexicon
-from rewardlens.progress import PhaseProgress, no_progress
-from rewardlens.prompts import Prompt
-from rewardlens.runs.store import RunStore, has_run
-from rewardlens.sweep import DEFAULT_SHARD_SIZE, SweepSummary, prepare_sweep
-from rewardlens.words import WordsSummary
+from rewardlens.jobs.base import Job, JobPlan, JobSummary, QueueStats, ShardTask
+from rewardlens.jobs.pools import LocalPool, Pool, open_pool
+from rewardlens.jobs.ray_pool import RayOptions, RayPool
+from rewardlens.progress import PhaseProgress, Progress, no_progress
+from rewardlens.runs.store import RunStore
 
 
 def _writer(store: RunStore, duplicates: list[str]) -> Callable[[ShardTask, pd.DataFrame], None]:
@@ -37,8 +34,8 @@ def _writer(store: RunStore, duplicates: list[str]) -> Callable[[ShardTask, pd.D
     return write
 
 
-def _finish(store: RunStore, stats: QueueStats, pool: Pool, duplicates: list[str]) -> dict[str, Any]:
-    return store.finish(
+def _finish(plan: JobPlan, stats: QueueStats, pool: Pool, duplicates: list[str]) -> dict[str, Any]:
+    return plan.store.finish(
         scoring_seconds=stats.seconds,
         workers={
             "backend": "ray" if isinstance(pool, RayPool) else "local",
@@ -49,188 +46,72 @@ def _finish(store: RunStore, stats: QueueStats, pool: Pool, duplicates: list[str
     )
 
 
-def sweep_with_pool(
-    pool: Pool,
-    prompts: Sequence[Prompt],
-    out_dir: str | os.PathLike[str],
-    *,
-    model_spec: str,
-    tokens: str = "all",
-    include_special: bool = False,
-    shard_size: int = DEFAULT_SHARD_SIZE,
-    batch_size: int | None = None,
-    engine: str = "cached",
-    overwrite: bool = False,
-    phase: PhaseProgress = no_progress,
-) -> SweepSummary:
-    """A vocabulary sweep (see `rewardlens.sweep`) with its shards scored by the pool's workers."""
+def execute(plan: JobPlan, pool: Pool, phase: PhaseProgress = no_progress, progress: Progress = None) -> JobSummary:
+    """Score the plan's missing shards on `pool`, write each once, finish the run.
+
+    Progress goes to `progress` (rows) when given, else to a bar from `phase` that starts at the rows done.
+    """
     started = time.perf_counter()
-    plan = prepare_sweep(
-        pool.facts,
-        prompts,
-        out_dir,
-        model_spec=model_spec,
-        tokens=tokens,
-        include_special=include_special,
-        shard_size=shard_size,
-        batch_size=batch_size,
-        engine=engine,
-        overwrite=overwrite,
-    )
-    tick = phase(f"{pool.facts.name}: vocabulary sweep", plan.rows_expected, plan.rows_done)
-    tasks = [SweepShardTask(shard, plan.candidates.iloc[shard.rows], engine, batch_size) for shard in plan.todo]
+    tick = progress or phase(f"{plan.scorer.name}: {plan.label}", plan.rows_expected, plan.rows_done)
     duplicates: list[str] = []
-    stats = pool.run(tasks, _writer(plan.store, duplicates), tick)
-    manifest = _finish(plan.store, stats, pool, duplicates)
-    return SweepSummary(
+    stats = pool.run(plan.todo, _writer(plan.store, duplicates), tick)
+    manifest = _finish(plan, stats, pool, duplicates)
+    return JobSummary(
         directory=plan.store.directory,
         rows=int(manifest["rows"]),
         rows_expected=plan.rows_expected,
         rows_written=stats.rows,
         seconds=time.perf_counter() - started,
         complete=bool(manifest["complete"]),
+        unit=plan.unit,
+        details={key: manifest.get(key) for key in plan.details},
     )
 
 
-def words_with_pool(
-    pool: Pool,
-    lexicon: str | Lexicon,
-    prompts: Sequence[Prompt],
-    out_dir: str | os.PathLike[str],
+def execute_local(plan: JobPlan, progress: Progress = None) -> JobSummary:
+    """Execute a plan made in this process with its loaded scorer."""
+    spec = str(plan.store.manifest.get("model_spec") or plan.scorer.name)
+    return execute(plan, LocalPool(spec, scorer=plan.scorer), progress=progress)
+
+
+def loaded_or_spec(scorer_or_spec: Any) -> tuple[Any, str]:
+    """(a loaded scorer or None, the model spec) of what a run function was given."""
+    if isinstance(scorer_or_spec, str | os.PathLike):
+        return None, os.fspath(scorer_or_spec)
+    return scorer_or_spec, str(scorer_or_spec.describe().get("spec") or scorer_or_spec.name)
+
+
+def run_jobs(
+    jobs: Sequence[Job],
+    scorer: Any = None,
     *,
-    model_spec: str,
-    batch_size: int | None = None,
-    engine: str = "cached",
+    options: Any = None,
+    ray: RayOptions | None = None,
     overwrite: bool = False,
     phase: PhaseProgress = no_progress,
-) -> WordsSummary:
-    """A word run (see `rewardlens.words`) with its prompts scored by the pool's workers."""
-    from rewardlens.sweep import check_prompts
-    from rewardlens.words import IDENTITY_KEYS, shard_name, word_table, words_manifest
+    progress: Progress = None,
+) -> list[JobSummary]:
+    """Run jobs of one model on one pool (the model is loaded once, here or on Ray's actors).
 
-    started = time.perf_counter()
-    prompts = check_prompts(prompts)
-    chosen = lexicon if isinstance(lexicon, Lexicon) else load_lexicon(lexicon)
-    words = word_table(chosen)
-    manifest = words_manifest(pool.facts, model_spec, chosen, words, prompts, engine=engine, batch_size=batch_size)
-    store = RunStore(out_dir, manifest, identity_keys=IDENTITY_KEYS, overwrite=overwrite)
-    todo = [index for index in range(len(prompts)) if not store.is_done(shard_name(index))]
-    expected = int(manifest["rows_expected"])
-    tick = phase(f"{pool.facts.name}: {chosen.name} words", expected, (len(prompts) - len(todo)) * len(words))
-    tasks = [WordShardTask(index, prompts[index], words, engine, batch_size) for index in todo]
-    duplicates: list[str] = []
-    stats = pool.run(tasks, _writer(store, duplicates), tick)
-    finished = _finish(store, stats, pool, duplicates)
-    return WordsSummary(
-        directory=Path(out_dir),
-        rows=int(finished["rows"]),
-        rows_expected=expected,
-        rows_written=stats.rows,
-        seconds=time.perf_counter() - started,
-        complete=bool(finished["complete"]),
-    )
-
-
-def sweep_on_ray(
-    model_spec: str,
-    prompts: Sequence[Prompt],
-    out_dir: str | os.PathLike[str],
-    ray: Any,
-    load_options: dict[str, Any],
-    *,
-    phase: PhaseProgress = no_progress,
-    **sweep_options: Any,
-) -> SweepSummary:
-    """`run_sweep` on a Ray cluster: open a pool of actors (`ray`: a `RayOptions`), sweep, close the pool."""
-    from rewardlens.distributed.ray_runner import RayPool
-
-    with RayPool(model_spec, load_options, ray) as pool:
-        return sweep_with_pool(pool, prompts, out_dir, model_spec=model_spec, phase=phase, **sweep_options)
-
-
-def words_on_ray(
-    model_spec: str,
-    lexicon: str | Lexicon,
-    prompts: Sequence[Prompt],
-    out_dir: str | os.PathLike[str],
-    ray: Any,
-    load_options: dict[str, Any],
-    *,
-    phase: PhaseProgress = no_progress,
-    **words_options: Any,
-) -> WordsSummary:
-    """`run_words` on a Ray cluster: open a pool of actors (`ray`: a `RayOptions`), score, close the pool."""
-    from rewardlens.distributed.ray_runner import RayPool
-
-    with RayPool(model_spec, load_options, ray) as pool:
-        return words_with_pool(pool, lexicon, prompts, out_dir, model_spec=model_spec, phase=phase, **words_options)
-
-
-def _implicit_job(args: tuple[Any, ...], kwargs: dict[str, Any], threads: int) -> Any:
-    """Runs inside a Ray worker: the whole implicit run, both models loaded there."""
-    import torch
-
-    from rewardlens.implicit import run_implicit
-
-    torch.set_num_threads(threads)
-    return run_implicit(*args, **kwargs)
-
-
-def implicit_on_ray(
-    policy: str,
-    reference: str,
-    prompts: Sequence[Prompt],
-    out_dir: str | os.PathLike[str],
-    ray: Any,
-    *,
-    progress: Callable[[int], None] | None = None,
-    poll_seconds: float = 1.0,
-    **implicit_options: Any,
-) -> Any:
-    """`run_implicit` on one Ray worker (it needs the policy and the reference side by side).
-
-    Its shards are written by that worker, so OUT must be on a filesystem the worker shares with this
-    process (the same node, or a shared mount). Progress is the rows on disk, polled here.
+    Every job refuses a directory holding another run before the model is loaded; `scorer` is a model
+    already loaded in this process, else the pool loads `jobs[0].model_spec` with `options` (a "loading"
+    bar from `phase` meanwhile).
     """
-    from rewardlens.distributed.ray_runner import connect_ray, import_ray, reraise_task_error, worker_shape
-    from rewardlens.runs import count_rows
-
-    ray_module = import_ray()
-    connect_ray(ray.address)
-    shape = worker_shape(replace_workers(ray), ray_module.cluster_resources())
-    threads = str(shape.threads)
-    remote = ray_module.remote(_implicit_job).options(
-        num_cpus=shape.num_cpus,
-        num_gpus=shape.num_gpus,
-        max_retries=0,
-        runtime_env={"env_vars": {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}},
-    )
-    ref = remote.remote(
-        (policy, reference, list(prompts), os.fspath(out_dir)),
-        implicit_options,
-        shape.threads,
-    )
-    seen = 0
-    while True:
-        ready, _ = ray_module.wait([ref], timeout=poll_seconds)
-        if has_run(out_dir) and progress:
-            rows = count_rows(out_dir)
-            if rows > seen:
-                progress(rows - seen)
-                seen = rows
-        if ready:
-            break
-    try:
-        return ray_module.get(ref)
-    except ray_module.exceptions.RayTaskError as err:
-        reraise_task_error(err)
+    if not jobs:
+        return []
+    for job in jobs:
+        job.refuse_other_run(overwrite)
+    spec = jobs[0].model_spec
+    loading = phase(f"loading {spec}", 1, 0) if scorer is None else None
+    with open_pool(spec, options, ray, scorer) as pool:
+        if loading is not None:
+            loading(1)
+        return [execute(job.plan(pool.facts, overwrite), pool, phase, progress) for job in jobs]
 
 
-def replace_workers(ray: Any) -> Any:
-    """The options of a single worker (an implicit run is one job)."""
-    from dataclasses import replace
-
-    return replace(ray, workers=1)
+def run_job(job: Job, scorer: Any = None, **run_options: Any) -> JobSummary:
+    """`run_jobs` of one job."""
+    return run_jobs([job], scorer, **run_options)[0]
 
 
-__all__ = ["PhaseProgress", "implicit_on_ray", "sweep_on_ray", "sweep_with_pool", "words_on_ray", "words_with_pool"]
+__all__ = ["execute", "execute_local", "loaded_or_spec", "run_job", "run_jobs"]

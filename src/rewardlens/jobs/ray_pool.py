@@ -16,15 +16,16 @@ import os
 import socket
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import pandas as pd
 
-from rewardlens.distributed.shards import ScorerFacts, ShardTask, scorer_facts
+from rewardlens.config import ModelOptions
 from rewardlens.errors import UserError
+from rewardlens.jobs.base import QueueStats, ShardTask
+from rewardlens.jobs.facts import ScorerFacts, scorer_facts
 from rewardlens.progress import Progress
 
 if TYPE_CHECKING:
@@ -57,27 +58,6 @@ class RayOptions:
 def check_workers(workers: int | None) -> None:
     if workers is not None and workers < 1:
         raise UserError(f"--workers must be at least 1 (got {workers})")
-
-
-@dataclass
-class QueueStats:
-    """What happened in the queue: shards done, shards re-queued after a worker died, workers lost."""
-
-    shards: int = 0
-    rows: int = 0
-    requeued: int = 0
-    workers_lost: int = 0
-    replacements: int = 0  # actors started to replace dead ones
-    seconds: float = 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "shards": self.shards,
-            "rows": self.rows,
-            "requeued": self.requeued,
-            "workers_lost": self.workers_lost,
-            "replacements": self.replacements,
-        }
 
 
 def import_ray() -> Any:
@@ -139,7 +119,7 @@ def connect_ray(address: str | None = None) -> str:
 class _Worker:
     """The actor: loads its model once, then scores shards. Wrapped by `ray.remote` at first use."""
 
-    def __init__(self, spec: str, load_options: dict[str, Any], threads: int) -> None:
+    def __init__(self, spec: str, load_options: ModelOptions | None, threads: int) -> None:
         self.spec = spec
         self.load_options = load_options
         self.threads = threads
@@ -152,7 +132,7 @@ class _Worker:
         from rewardlens.scorers import load_scorer
 
         torch.set_num_threads(self.threads)
-        self.scorer = load_scorer(self.spec, **self.load_options)
+        self.scorer = load_scorer(self.spec, self.load_options)
         return scorer_facts(self.scorer)
 
     def run(self, task: ShardTask) -> pd.DataFrame:
@@ -216,9 +196,9 @@ class RayPool:
     Use as a context manager (the actors are killed on exit). `workers` holds the live actor handles.
     """
 
-    def __init__(self, spec: str, load_options: dict[str, Any], options: RayOptions | None = None) -> None:
+    def __init__(self, spec: str, load_options: ModelOptions | None, options: RayOptions | None = None) -> None:
         self.spec = spec
-        self.load_options = dict(load_options)
+        self.load_options = load_options  # a frozen ModelOptions: every actor loads the model with all of them
         self.options = options or RayOptions()
         connect_ray(self.options.address)
         ray = import_ray()
@@ -366,72 +346,14 @@ class RayPool:
         self.close()
 
 
-class LocalPool:
-    """The same protocol in this process (no Ray): one scorer, shards scored one after the other."""
-
-    def __init__(self, spec: str, load_options: dict[str, Any], scorer: ModelScorer | None = None) -> None:
-        from rewardlens.scorers import load_scorer
-
-        self.spec = spec
-        loaded = scorer if scorer is not None else load_scorer(spec, **load_options)
-        self.scorer: ModelScorer | None = loaded  # dropped by close()
-        self.facts = scorer_facts(loaded)
-        self.cache: dict[str, Any] = {}
-        self.stats = QueueStats()
-        self.size = 1
-        self.planned_workers = 1
-
-    def run(
-        self,
-        tasks: Sequence[ShardTask],
-        on_result: Callable[[ShardTask, pd.DataFrame], None],
-        progress: Progress = None,
-    ) -> QueueStats:
-        if self.scorer is None:
-            raise RuntimeError("this pool is closed")
-        started = time.perf_counter()
-        stats = QueueStats()
-        for task in tasks:
-            on_result(task, task.score(self.scorer, self.cache, progress))
-            stats.shards += 1
-            stats.rows += task.rows
-        stats.seconds = time.perf_counter() - started
-        self.stats = stats
-        return stats
-
-    def close(self) -> None:
-        self.scorer = None
-
-    def __enter__(self) -> LocalPool:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-Pool = RayPool | LocalPool
-
-
-@contextmanager
-def open_pool(spec: str, load_options: dict[str, Any], ray: RayOptions | None) -> Iterator[Pool]:
-    """A pool of scorers for one model: on Ray when `ray` is given, else in this process."""
-    pool: Pool = RayPool(spec, load_options, ray) if ray is not None else LocalPool(spec, load_options)
-    try:
-        yield pool
-    finally:
-        pool.close()
-
-
 __all__ = [
     "LOCAL",
-    "LocalPool",
-    "Pool",
-    "QueueStats",
     "RayOptions",
     "RayPool",
     "WorkerShape",
     "check_workers",
     "connect_ray",
-    "open_pool",
+    "import_ray",
+    "reraise_task_error",
     "worker_shape",
 ]

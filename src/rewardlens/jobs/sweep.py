@@ -17,17 +17,19 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
+from rewardlens.config import DEFAULT_SHARD_SIZE, ModelOptions, split_model_options
 from rewardlens.engine import check_batch_size, check_engine
 from rewardlens.errors import UserError
+from rewardlens.jobs.base import JobPlan, JobSummary, check_prompts
+from rewardlens.jobs.executor import loaded_or_spec, run_job
 from rewardlens.models.templates import ConversationTemplate, template_from_description
 from rewardlens.models.vocabulary import select_tokens
 from rewardlens.progress import Progress
@@ -36,10 +38,9 @@ from rewardlens.runs.store import RunStore, refuse_other_run
 from rewardlens.scorers import scores_first_token_logprobs
 
 if TYPE_CHECKING:
+    from rewardlens.jobs.ray_pool import RayOptions
     from rewardlens.scorers import ModelScorer, ScorerInfo
 
-
-DEFAULT_SHARD_SIZE = 4096
 
 # What makes a sweep "the same sweep": another DIR content on one of these is refused.
 # The first five are known before the model is loaded, so a refusal costs no model load.
@@ -66,43 +67,6 @@ class Shard:
     @property
     def name(self) -> str:
         return f"prompt-{self.prompt_index:04d}_tokens-{self.first_id:07d}-{self.end_id:07d}"
-
-
-@dataclass
-class SweepPlan:
-    """A sweep ready to run: scorer, candidates, store, and the shards still to write."""
-
-    scorer: ScorerInfo  # a `ModelScorer` when this process executes the plan
-    prompts: list[Prompt]
-    candidates: pd.DataFrame
-    store: RunStore
-    shards: list[Shard]
-    engine: str
-    batch_size: int | None
-    rows_expected: int
-    rows_done: int
-    todo: list[Shard] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class SweepSummary:
-    directory: Path
-    rows: int
-    rows_expected: int
-    rows_written: int
-    seconds: float
-    complete: bool
-
-    @property
-    def rate(self) -> float:
-        return self.rows_written / self.seconds if self.seconds > 0 else float("nan")
-
-    def line(self) -> str:
-        state = "complete" if self.complete else "incomplete"
-        return (
-            f"{self.rows:,} / {self.rows_expected:,} rows ({state}) in {self.directory}; "
-            f"{self.rows_written:,} scored in {self.seconds:.1f} s ({self.rate:,.1f} candidates/s)"
-        )
 
 
 def _template_of(scorer: ScorerInfo) -> ConversationTemplate:
@@ -138,15 +102,6 @@ def score_definition(scorer: ScorerInfo) -> str:
     if scorer.include_end:
         return "log p(token_id, end-of-turn | prompt)"
     return "log p(first response token = token_id | prompt)"
-
-
-def check_prompts(prompts: Sequence[Prompt]) -> list[Prompt]:
-    if not prompts:
-        raise UserError("no prompts: pass --prompt TEXT or --prompts SET_OR_FILE")
-    ids = [p.id for p in prompts]
-    if len(set(ids)) != len(ids):
-        raise UserError("duplicate prompt ids in the prompt set")
-    return list(prompts)
 
 
 def refuse_other_run_early(out_dir: str | os.PathLike[str], identity: dict[str, Any], overwrite: bool) -> None:
@@ -191,72 +146,6 @@ def _within_model(scorer: ScorerInfo, candidates: pd.DataFrame) -> tuple[pd.Data
         raise UserError(f"--tokens: every selected id is past the model's {rows} embeddings")
     dropped = [int(i) for i in candidates.loc[outside, "token_id"]]
     return candidates[~outside].reset_index(drop=True), dropped
-
-
-def prepare_sweep(
-    scorer: ScorerInfo,
-    prompts: Sequence[Prompt],
-    out_dir: str | os.PathLike[str],
-    *,
-    model_spec: str | None = None,
-    tokens: str = "all",
-    include_special: bool = False,
-    shard_size: int = DEFAULT_SHARD_SIZE,
-    batch_size: int | None = None,
-    engine: str = "cached",
-    overwrite: bool = False,
-) -> SweepPlan:
-    """Select the candidates, open (or resume) the run in `out_dir`, and list the shards to write."""
-    prompts = check_prompts(prompts)
-    check_engine(engine)
-    if shard_size < 1:
-        raise UserError("--shard-size must be at least 1")
-    check_batch_size(batch_size)
-    description = dict(scorer.describe())
-    spec = model_spec or str(description.get("spec") or scorer.name)
-    identity = early_identity(spec, prompts, tokens, include_special)
-    refuse_other_run_early(out_dir, identity, overwrite)
-    candidates = select_tokens(scorer.tokenizer, tokens, include_special)
-    candidates, unscorable = _within_model(scorer, candidates)
-    manifest = {
-        **identity,
-        "model": scorer.name,
-        "revision": description.get("revision"),
-        "resolved_path": description.get("resolved_path"),
-        "kind": scorer.kind,
-        "dtype": description.get("dtype"),
-        "device": description.get("device"),
-        "template": description.get("template"),
-        **template_identity(scorer, prompts),
-        "score_definition": score_definition(scorer),
-        "versions": description.get("versions"),
-        "scorer": description,
-        "engine": engine,
-        "batch_size": batch_size,
-        "shard_size": shard_size,
-        "candidates_per_prompt": len(candidates),
-        "ids_without_embedding": unscorable,
-        "rows_expected": len(candidates) * len(prompts),
-    }
-    store = RunStore(out_dir, manifest, identity_keys=IDENTITY_KEYS, overwrite=overwrite)
-    # A resumed run keeps the shard layout it started with, whatever --shard-size says now.
-    layout_size = int(store.manifest.get("shard_size", shard_size))
-    shards = plan_shards(prompts, candidates["token_id"].to_numpy(), layout_size)
-    todo = [shard for shard in shards if not store.is_done(shard.name)]
-    todo_names = {shard.name for shard in todo}
-    rows_done = sum(shard.rows.stop - shard.rows.start for shard in shards if shard.name not in todo_names)
-    return SweepPlan(
-        scorer=scorer,
-        prompts=prompts,
-        candidates=candidates,
-        store=store,
-        shards=shards,
-        engine=engine,
-        batch_size=batch_size,
-        rows_expected=int(manifest["rows_expected"]),
-        rows_done=rows_done,
-        todo=todo,
-    )
 
 
 def shard_frame(model_name: str, shard: Shard, block: pd.DataFrame, scores: np.ndarray) -> pd.DataFrame:
@@ -310,37 +199,120 @@ def score_shard(
     )
 
 
-def execute_sweep(plan: SweepPlan, progress: Progress = None) -> SweepSummary:
-    """Score and write every shard still to do; finish the run (end time, rows, complete)."""
-    # A plan made from a Ray worker's `ScorerFacts` is executed by the workers (`distributed.jobs`), never here.
-    scorer = cast("ModelScorer", plan.scorer)
-    started = time.perf_counter()
-    written = 0
-    logprobs: dict[int, np.ndarray] = {}
-    for shard in plan.todo:
-        ids = plan.candidates["token_id"].to_numpy()[shard.rows]
+@dataclass(frozen=True)
+class SweepShardTask:
+    """A prompt and a block of candidate tokens (rows of the candidate table)."""
+
+    shard: Shard
+    block: pd.DataFrame = field(repr=False)
+    engine: str = "cached"
+    batch_size: int | None = None
+
+    @property
+    def name(self) -> str:
+        return self.shard.name
+
+    @property
+    def rows(self) -> int:
+        return len(self.block)
+
+    def score(self, scorer: ModelScorer, cache: dict[str, Any], progress: Progress = None) -> pd.DataFrame:
+        # A language model's whole-vocabulary log-probabilities serve every shard of the same prompt.
+        if cache.get("prompt") != self.shard.prompt.text:
+            cache["prompt"], cache["logprobs"] = self.shard.prompt.text, {}
+        ids = self.block["token_id"].to_numpy()
         scores = score_shard(
             scorer,
-            shard,
+            self.shard,
             ids,
-            engine=plan.engine,
-            batch_size=plan.batch_size,
+            engine=self.engine,
+            batch_size=self.batch_size,
             progress=progress,
-            logprobs=logprobs,
+            logprobs=cache["logprobs"],
         )
-        block = plan.candidates.iloc[shard.rows]
-        plan.store.write_shard(shard.name, shard_frame(scorer.name, shard, block, scores))
-        written += len(ids)
-    seconds = time.perf_counter() - started
-    manifest = plan.store.finish(scoring_seconds=seconds)
-    return SweepSummary(
-        directory=plan.store.directory,
-        rows=int(manifest["rows"]),
-        rows_expected=plan.rows_expected,
-        rows_written=written,
-        seconds=seconds,
-        complete=bool(manifest["complete"]),
-    )
+        return shard_frame(scorer.name, self.shard, self.block, scores)
+
+
+@dataclass(frozen=True)
+class SweepJob:
+    """Score every candidate token as the whole response to every prompt, into a run in `out_dir`."""
+
+    model_spec: str
+    prompts: tuple[Prompt, ...]
+    out_dir: Path
+    tokens: str = "all"
+    include_special: bool = False
+    shard_size: int = DEFAULT_SHARD_SIZE
+    batch_size: int | None = None
+    engine: str = "cached"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "prompts", tuple(check_prompts(self.prompts)))
+        object.__setattr__(self, "out_dir", Path(self.out_dir))
+        check_engine(self.engine)
+        check_batch_size(self.batch_size)
+        if self.shard_size < 1:
+            raise UserError("--shard-size must be at least 1")
+
+    def identity(self) -> dict[str, Any]:
+        return early_identity(self.model_spec, self.prompts, self.tokens, self.include_special)
+
+    def refuse_other_run(self, overwrite: bool) -> None:
+        refuse_other_run_early(self.out_dir, self.identity(), overwrite)
+
+    def plan(self, scorer: ScorerInfo, overwrite: bool = False) -> JobPlan:
+        """Select the candidates, open (or resume) the run, and list every shard."""
+        self.refuse_other_run(overwrite)
+        description = dict(scorer.describe())
+        candidates = select_tokens(scorer.tokenizer, self.tokens, self.include_special)
+        candidates, unscorable = _within_model(scorer, candidates)
+        manifest = {
+            **self.identity(),
+            "model": scorer.name,
+            "revision": description.get("revision"),
+            "resolved_path": description.get("resolved_path"),
+            "kind": scorer.kind,
+            "dtype": description.get("dtype"),
+            "device": description.get("device"),
+            "template": description.get("template"),
+            **template_identity(scorer, self.prompts),
+            "score_definition": score_definition(scorer),
+            "versions": description.get("versions"),
+            "scorer": description,
+            "engine": self.engine,
+            "batch_size": self.batch_size,
+            "shard_size": self.shard_size,
+            "candidates_per_prompt": len(candidates),
+            "ids_without_embedding": unscorable,
+            "rows_expected": len(candidates) * len(self.prompts),
+        }
+        store = RunStore(self.out_dir, manifest, identity_keys=IDENTITY_KEYS, overwrite=overwrite)
+        # A resumed run keeps the shard layout it started with, whatever --shard-size says now.
+        layout_size = int(store.manifest.get("shard_size", self.shard_size))
+        shards = plan_shards(self.prompts, candidates["token_id"].to_numpy(), layout_size)
+        tasks = [SweepShardTask(s, candidates.iloc[s.rows], self.engine, self.batch_size) for s in shards]
+        return JobPlan(scorer, store, list(tasks), int(manifest["rows_expected"]), "vocabulary sweep", "candidates")
+
+
+def prepare_sweep(
+    scorer: ScorerInfo,
+    prompts: Sequence[Prompt],
+    out_dir: str | os.PathLike[str],
+    *,
+    model_spec: str | None = None,
+    overwrite: bool = False,
+    **job_options: Any,
+) -> JobPlan:
+    """The plan of a sweep with a loaded scorer (`SweepJob` options: tokens, shard_size, engine, ...)."""
+    spec = model_spec or str(scorer.describe().get("spec") or scorer.name)
+    return SweepJob(spec, tuple(prompts), Path(out_dir), **job_options).plan(scorer, overwrite)
+
+
+def execute_sweep(plan: JobPlan, progress: Progress = None) -> JobSummary:
+    """Score the shards of a plan made in this process, and finish the run."""
+    from rewardlens.jobs.executor import execute_local
+
+    return execute_local(plan, progress)
 
 
 def run_sweep(
@@ -348,35 +320,33 @@ def run_sweep(
     prompts: Sequence[Prompt],
     out_dir: str | os.PathLike[str],
     *,
-    tokens: str = "all",
-    include_special: bool = False,
-    shard_size: int = DEFAULT_SHARD_SIZE,
-    batch_size: int | None = None,
-    engine: str = "cached",
     overwrite: bool = False,
     progress: Progress = None,
-    **model_options: Any,
-) -> SweepSummary:
-    """Sweep the vocabulary of a scorer (or a model spec, loaded with `model_options` as `load_scorer`)."""
-    if isinstance(scorer_or_spec, str | os.PathLike):
-        spec = os.fspath(scorer_or_spec)
-        prompts = check_prompts(prompts)
-        refuse_other_run_early(out_dir, early_identity(spec, prompts, tokens, include_special), overwrite)
-        from rewardlens.scorers import load_scorer
+    options: ModelOptions | None = None,
+    ray: RayOptions | None = None,
+    **job_options: Any,
+) -> JobSummary:
+    """Sweep the vocabulary of a scorer, or of a model spec loaded with `options` and the keywords that are
+    its fields (here, or on Ray); the other keywords are `SweepJob` options."""
+    scorer, spec = loaded_or_spec(scorer_or_spec)
+    options, job_options = split_model_options(options, job_options)
+    job = SweepJob(spec, tuple(prompts), Path(out_dir), **job_options)
+    return run_job(job, scorer, options=options, ray=ray, overwrite=overwrite, progress=progress)
 
-        scorer = load_scorer(spec, **model_options)
-    else:
-        spec, scorer = None, scorer_or_spec
-    plan = prepare_sweep(
-        scorer,
-        prompts,
-        out_dir,
-        model_spec=spec,
-        tokens=tokens,
-        include_special=include_special,
-        shard_size=shard_size,
-        batch_size=batch_size,
-        engine=engine,
-        overwrite=overwrite,
-    )
-    return execute_sweep(plan, progress)
+
+__all__ = [
+    "DEFAULT_SHARD_SIZE",
+    "IDENTITY_KEYS",
+    "Shard",
+    "SweepJob",
+    "SweepShardTask",
+    "early_identity",
+    "execute_sweep",
+    "plan_shards",
+    "prepare_sweep",
+    "run_sweep",
+    "score_definition",
+    "score_shard",
+    "shard_frame",
+    "template_identity",
+]

@@ -10,21 +10,28 @@ from __future__ import annotations
 
 import hashlib
 import os
-import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
+from rewardlens.config import ModelOptions, split_model_options
+from rewardlens.engine import check_batch_size, check_engine
 from rewardlens.errors import UserError
+from rewardlens.jobs.base import JobPlan, JobSummary, check_prompts
+from rewardlens.jobs.executor import loaded_or_spec, run_job
+from rewardlens.jobs.sweep import score_definition, template_identity
 from rewardlens.lexicons import Lexicon, load_lexicon
 from rewardlens.progress import Progress
 from rewardlens.prompts import Prompt
+from rewardlens.runs.store import RunStore, refuse_other_run
+from rewardlens.scorers import scores_first_token_logprobs
 
 if TYPE_CHECKING:
+    from rewardlens.jobs.ray_pool import RayOptions
     from rewardlens.scorers import ModelScorer, ScorerInfo
 
 
@@ -43,24 +50,6 @@ IDENTITY_KEYS = (
     "rendered_prefix_ids",
     "dtype",
 )
-
-
-@dataclass(frozen=True)
-class WordsSummary:
-    directory: Path
-    rows: int
-    rows_expected: int
-    rows_written: int
-    seconds: float
-    complete: bool
-
-    def line(self) -> str:
-        state = "complete" if self.complete else "incomplete"
-        rate = self.rows_written / self.seconds if self.seconds > 0 else float("nan")
-        return (
-            f"{self.rows:,} / {self.rows_expected:,} rows ({state}) in {self.directory}; "
-            f"{self.rows_written:,} scored in {self.seconds:.1f} s ({rate:,.1f} words/s)"
-        )
 
 
 def word_table(lexicon: Lexicon) -> pd.DataFrame:
@@ -100,8 +89,6 @@ def score_words(
     log-probabilities, which one forward pass gives for the whole vocabulary; only the longer words go
     through the engine. The token ids are those of the full conversation either way.
     """
-    from rewardlens.scorers import scores_first_token_logprobs
-
     if not scores_first_token_logprobs(scorer):
         return np.asarray(
             scorer.score_texts(prompt, list(texts), engine=engine, batch_size=batch_size, progress=progress)
@@ -136,8 +123,6 @@ def refuse_other_words_run(
     overwrite: bool,
 ) -> None:
     """Refuse a DIR holding another run before spending time on loading the model."""
-    from rewardlens.runs.store import refuse_other_run
-
     early = {
         "kind_of_run": "words",
         "model_spec": spec,
@@ -159,8 +144,6 @@ def words_manifest(
     batch_size: int | None = None,
 ) -> dict[str, Any]:
     """The _run.json of a word run (a single process and Ray workers write the same one)."""
-    from rewardlens.sweep import score_definition, template_identity
-
     description = dict(scorer.describe())
     return {
         "kind_of_run": "words",
@@ -197,69 +180,105 @@ def word_shard_frame(model_name: str, prompt: Prompt, words: pd.DataFrame, score
     )
 
 
+@dataclass(frozen=True)
+class WordShardTask:
+    """Every word of a lexicon under one prompt (a word run's shard is one prompt)."""
+
+    index: int
+    prompt: Prompt
+    words: pd.DataFrame = field(repr=False)  # columns word, category
+    engine: str = "cached"
+    batch_size: int | None = None
+
+    @property
+    def name(self) -> str:
+        return shard_name(self.index)
+
+    @property
+    def rows(self) -> int:
+        return len(self.words)
+
+    def score(self, scorer: ModelScorer, cache: dict[str, Any], progress: Progress = None) -> pd.DataFrame:
+        texts = self.words["word"].tolist()
+        scores = score_words(
+            scorer, self.prompt.text, texts, engine=self.engine, batch_size=self.batch_size, progress=progress
+        )
+        return word_shard_frame(scorer.name, self.prompt, self.words, np.asarray(scores))
+
+
+@dataclass(frozen=True)
+class WordsJob:
+    """Score every word of a lexicon as the whole response to every prompt, into a run in `out_dir`."""
+
+    model_spec: str
+    lexicon: Lexicon
+    prompts: tuple[Prompt, ...]
+    out_dir: Path
+    batch_size: int | None = None
+    engine: str = "cached"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "prompts", tuple(check_prompts(self.prompts)))
+        object.__setattr__(self, "out_dir", Path(self.out_dir))
+        check_engine(self.engine)
+        check_batch_size(self.batch_size)
+        word_table(self.lexicon)  # a lexicon with wildcards is refused before a model is loaded
+
+    @classmethod
+    def of(
+        cls, model_spec: str, lexicon: str | Lexicon, prompts: Sequence[Prompt], out_dir: Any, **options: Any
+    ) -> WordsJob:
+        """A job from a lexicon name or file (loaded here) or a `Lexicon`."""
+        chosen = lexicon if isinstance(lexicon, Lexicon) else load_lexicon(lexicon)
+        return cls(model_spec, chosen, tuple(prompts), Path(out_dir), **options)
+
+    def refuse_other_run(self, overwrite: bool) -> None:
+        refuse_other_words_run(self.out_dir, self.model_spec, self.prompts, self.lexicon, overwrite)
+
+    def plan(self, scorer: ScorerInfo, overwrite: bool = False) -> JobPlan:
+        words = word_table(self.lexicon)
+        manifest = words_manifest(
+            scorer, self.model_spec, self.lexicon, words, self.prompts, engine=self.engine, batch_size=self.batch_size
+        )
+        store = RunStore(self.out_dir, manifest, identity_keys=IDENTITY_KEYS, overwrite=overwrite)
+        tasks = [WordShardTask(i, p, words, self.engine, self.batch_size) for i, p in enumerate(self.prompts)]
+        return JobPlan(
+            scorer, store, list(tasks), int(manifest["rows_expected"]), f"{self.lexicon.name} words", "words"
+        )
+
+
 def run_words(
     scorer_or_spec: ModelScorer | str | os.PathLike[str],
     lexicon: str | Lexicon,
     prompts: Sequence[Prompt],
     out_dir: str | os.PathLike[str],
     *,
-    engine: str = "cached",
-    batch_size: int | None = None,
     overwrite: bool = False,
     progress: Progress = None,
     model_spec: str | None = None,
-    **model_options: Any,
-) -> WordsSummary:
+    options: ModelOptions | None = None,
+    ray: RayOptions | None = None,
+    **job_options: Any,
+) -> JobSummary:
     """Score every lexicon word under every prompt into a run in `out_dir` (resumed if it is there).
 
     `scorer_or_spec` is a loaded scorer (then `model_spec` names it in _run.json) or a model spec loaded
-    with `model_options` as `load_scorer` does.
+    with `options` and the keywords that are its fields (here, or on Ray's actors).
     """
-    from rewardlens.runs import RunStore
-    from rewardlens.sweep import check_prompts
-
-    prompts = check_prompts(prompts)
-    chosen = lexicon if isinstance(lexicon, Lexicon) else load_lexicon(lexicon)
-    words = word_table(chosen)
-    if isinstance(scorer_or_spec, str | os.PathLike):
-        from rewardlens.scorers import load_scorer
-
-        spec = os.fspath(scorer_or_spec)
-        refuse_other_words_run(out_dir, spec, prompts, chosen, overwrite)
-        scorer = load_scorer(spec, **model_options)
-    else:
-        scorer = scorer_or_spec
-        spec = model_spec or str(scorer.describe().get("spec") or scorer.name)
-    manifest = words_manifest(scorer, spec, chosen, words, prompts, engine=engine, batch_size=batch_size)
-    store = RunStore(out_dir, manifest, identity_keys=IDENTITY_KEYS, overwrite=overwrite)
-    started = time.perf_counter()
-    written = 0
-    texts = words["word"].tolist()
-    for index, prompt in enumerate(prompts):
-        name = shard_name(index)
-        if store.is_done(name):
-            continue
-        scores = score_words(scorer, prompt.text, texts, engine=engine, batch_size=batch_size, progress=progress)
-        store.write_shard(name, word_shard_frame(scorer.name, prompt, words, scores))
-        written += len(texts)
-    seconds = time.perf_counter() - started
-    finished = store.finish(scoring_seconds=seconds)
-    return WordsSummary(
-        directory=Path(out_dir),
-        rows=int(finished["rows"]),
-        rows_expected=count_rows_expected(len(words), prompts),
-        rows_written=written,
-        seconds=seconds,
-        complete=bool(finished["complete"]),
-    )
+    scorer, spec = loaded_or_spec(scorer_or_spec)
+    options, job_options = split_model_options(options, job_options)
+    job = WordsJob.of(model_spec or spec, lexicon, prompts, out_dir, **job_options)
+    return run_job(job, scorer, options=options, ray=ray, overwrite=overwrite, progress=progress)
 
 
 __all__ = [
     "IDENTITY_KEYS",
-    "WordsSummary",
+    "WordShardTask",
+    "WordsJob",
     "refuse_other_words_run",
     "run_words",
     "score_words",
+    "shard_name",
     "word_shard_frame",
     "word_table",
     "words_manifest",

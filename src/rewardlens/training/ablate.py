@@ -145,7 +145,7 @@ def score_checkpoint_words(
     options: dict[str, Any] = {"device": device}
     if template not in (None, "chat"):
         options["template"] = template
-    from rewardlens.words import run_words
+    from rewardlens.jobs.words import run_words
 
     run_words(str(checkpoint), lexicon, prompts, out, **options)
 
