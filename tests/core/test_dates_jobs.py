@@ -247,8 +247,8 @@ def test_implicit_refuses_two_loaded_models_of_different_dates(
     from rewardlens.implicit import load_language_model, run_implicit
 
     lm = str(tiny_model_dir("llama", "lm"))
-    policy = load_language_model(lm, "policy", str(dated), date="1 Dec 2024", device="cpu")
-    reference = load_language_model(lm, "reference", "plain-nospace", date="2 Dec 2024", device="cpu")
+    policy = load_language_model(lm, "policy", template=str(dated), date="1 Dec 2024", device="cpu")
+    reference = load_language_model(lm, "reference", template="plain-nospace", date="2 Dec 2024", device="cpu")
     with pytest.raises(UserError, match="renders the date 01 Dec 2024 and the reference's 02 Dec 2024"):
         run_implicit(policy, reference, prompts_from_texts([PROMPT]), tmp_path / "run", vocab=True)
     assert not (tmp_path / "run").exists()
