@@ -25,6 +25,7 @@ RunPaths = str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
 # DuckDB's share of the 4 GB an analysis of 10 models x 54 prompts x 262,144 tokens may use; the rest is for
 # the frames pandas gets back. Overridable for machines with more memory.
 MEMORY_LIMIT = os.environ.get("REWARDLENS_DUCKDB_MEMORY", "1GB")
+SWEEP_MEMORY_LIMIT = os.environ.get("REWARDLENS_DUCKDB_SWEEP_MEMORY", "512MB")
 THREADS = max(1, min(4, os.cpu_count() or 1))
 # Columns that give each row its place in `load_run` order (runs in the order given, shards by name).
 ORDER_COLUMNS = ("_run_index", "_file_index", "file_row_number")
@@ -169,6 +170,9 @@ class SweepRows:
         self.connection = connect(runs, row_order=True)
         # Every query here that needs an order says so (ORDER BY): DuckDB may then stream without keeping it.
         self.connection.execute("SET preserve_insertion_order = false")
+        # The analyses keep what they have read of all models (the histograms' scores) beside DuckDB's sort of
+        # one model; sorting spills to disk, so DuckDB gets the smaller share.
+        self.connection.execute(f"SET memory_limit = '{SWEEP_MEMORY_LIMIT}'")
         self.columns = _columns(self.connection)
         keep = _SCORED if include_special or "is_special" not in self.columns else f"{_SCORED} AND {_NOT_SPECIAL}"
         self.connection.execute(

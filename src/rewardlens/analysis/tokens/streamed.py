@@ -9,6 +9,8 @@ table (Benjamini-Hochberg adjustments, the frequency fits) are computed after it
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import cache
@@ -113,6 +115,7 @@ def group_analyses(
     summaries: list[pd.DataFrame] = []
     movers: list[pd.DataFrame] = []
     held: dict[str, pd.DataFrame] = {}
+    shared: tuple[np.ndarray, pd.Series] | None = None  # the token ids and text column held prompts share
     current_model: str | None = None
 
     def finish_model() -> None:
@@ -122,6 +125,7 @@ def group_analyses(
             summaries.append(summary)
             movers.append(moved)
         held.clear()
+        _return_freed_memory()
 
     for model, prompt_id, all_rows in source.groups(GROUP_COLUMNS_READ, scored_only=False):
         _refuse_repeats(model, prompt_id, all_rows)
@@ -131,6 +135,7 @@ def group_analyses(
         if model != current_model:
             finish_model()
             current_model = model
+            shared = None
             if step is not None:
                 step(f"token analyses: {model}")
         tops.append(top_bottom(rows, k=k))
@@ -142,9 +147,16 @@ def group_analyses(
         if scores is not None:
             scores.add(model, prompt_id, rows["score"].to_numpy(dtype=np.float64))
         if prompt_id in framed_prompts:
-            # Only what a framed pair reads, with the token text made once (arrow strings stay compact).
+            # Only what a framed pair reads. A sweep lists one vocabulary under every prompt: when the token
+            # ids and texts equal those already held, the prompt shares that text column (not a copy of it).
+            text = token_text(rows)
+            ids = rows["token_id"].to_numpy()
+            if shared is not None and np.array_equal(shared[0], ids) and shared[1].equals(text):
+                text = shared[1]
+            else:
+                shared = (ids, text)
             held[prompt_id] = pd.DataFrame(
-                {"token_id": rows["token_id"], "score": rows["score"], "response": token_text(rows)}
+                {"token_id": rows["token_id"], "score": rows["score"], "response": text}, copy=False
             )
     finish_model()
 
@@ -160,6 +172,13 @@ def group_analyses(
         framing=_framing_result(summaries, movers) if framing_pairs is not None else None,
         scores=scores.frame() if scores is not None else None,
     )
+
+
+def _return_freed_memory() -> None:
+    """Give the heap freed by one model's frames back to the OS (glibc keeps it otherwise, and the next
+    model's frames land elsewhere: resident memory would grow by a model's worth each time)."""
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to give back
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def _refuse_repeats(model: str, prompt_id: str, rows: pd.DataFrame) -> None:
