@@ -20,6 +20,7 @@ from typing import Any
 import pandas as pd
 
 from rewardlens import __version__
+from rewardlens.config import WORD_PROMPTS
 from rewardlens.errors import UserError
 from rewardlens.prompts import Prompt, load_prompts, prompts_from_records
 
@@ -95,7 +96,7 @@ def _numeric_scores(values: pd.Series, file: Path) -> pd.Series:
 def resolve_prompts(prompt_ids: Sequence[str], prompts: Sequence[Prompt] | None, source: str) -> list[Prompt]:
     """The prompts of these ids, from `prompts` if given, else from the bundled `value54` set."""
     wanted = list(dict.fromkeys(prompt_ids))
-    pool = list(prompts) if prompts is not None else load_prompts("value54")
+    pool = list(prompts) if prompts is not None else load_prompts(WORD_PROMPTS)
     by_id = {prompt.id: prompt for prompt in pool}
     missing = [prompt_id for prompt_id in wanted if prompt_id not in by_id]
     if missing:

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from rewardlens.bench.engine import BENCH_PROMPT, bench_scorer
+from rewardlens.config import DEFAULT_SHARD_SIZE
 from rewardlens.errors import UserError
 from rewardlens.jobs.sweep import run_sweep
 from rewardlens.prompts import prompts_from_texts
@@ -77,7 +78,7 @@ def benchmark_sweep(
     *,
     candidates: int = 2048,
     batch_size: int = 256,
-    shard_size: int = 4096,
+    shard_size: int = DEFAULT_SHARD_SIZE,
     dtype: str = "auto",
     device: str = "auto",
     trust_remote_code: bool = False,

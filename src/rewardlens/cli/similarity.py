@@ -292,7 +292,12 @@ def layers_command(
             help="Text file with one stimulus per line, or a lexicon (bundled name or .csv/.dic/.dicx): its words."
         ),
     ],
-    out: Annotated[Path, typer.Option(help="Output folder for similarity.csv and the heatmaps.")],
+    out: Annotated[
+        Path,
+        typer.Option(
+            help="Output folder: similarity.csv, the heatmaps, and activations/<model>/ (a run each, resumable)."
+        ),
+    ],
     prompt: Annotated[str | None, typer.Option(help="The prompt each stimulus answers (with a template).")] = None,
     template: Annotated[
         str | None, typer.Option(help="chat (default), plain, FILE.jinja, or none for raw text.")
@@ -346,6 +351,7 @@ def layers_command(
             activations[label] = model_activations(
                 spec,
                 texts,
+                out / "activations" / safe_name(label),
                 prompt=prompt,
                 template=template,
                 pool=pool,

@@ -182,7 +182,7 @@ def bench_sweep(
     model: ModelOption = "smollm2-135m-instruct",
     candidates: Annotated[int, typer.Option("--candidates", "-n", help="Candidate tokens to score.")] = 2048,
     batch_size: Annotated[int, typer.Option(help="Sequences per batch.")] = 256,
-    shard_size: Annotated[int, typer.Option(help="Candidates per shard file.")] = 4096,
+    shard_size: Annotated[int, typer.Option(help="Candidates per shard file.")] = DEFAULT_SHARD_SIZE,
     dtype: DtypeOption = "auto",
     device: DeviceOption = "auto",
     trust_remote_code: TrustRemoteCodeOption = False,

@@ -14,6 +14,7 @@ from rich.table import Table
 from rewardlens.cli.apps import analyze_app, app
 from rewardlens.cli.options import DeviceOption, TemplateOption
 from rewardlens.cli.progress import transient_progress
+from rewardlens.config import DEFAULT_LEXICON, WORD_PROMPTS
 
 _console = Console(stderr=True)
 
@@ -125,8 +126,8 @@ def ablate(
     log_every: LogEveryOption = 10,
     template: TemplateOption = None,
     device: DeviceOption = "auto",
-    lexicon: Annotated[str, typer.Option(help="Lexicon scored at every checkpoint.")] = "big2-nouns",
-    prompts: Annotated[str, typer.Option(help="Prompt set or file scored at every checkpoint.")] = "value54",
+    lexicon: Annotated[str, typer.Option(help="Lexicon scored at every checkpoint.")] = DEFAULT_LEXICON,
+    prompts: Annotated[str, typer.Option(help="Prompt set or file scored at every checkpoint.")] = WORD_PROMPTS,
     skip_invalid: SkipInvalidOption = False,
 ) -> None:
     """The grid base x data x size: train each cell and score the lexicon at every checkpoint (resumable)."""

@@ -87,7 +87,7 @@ def analyze_values(
     out: Annotated[Path, typer.Option("--out", "-o", help="Directory for the tables and figures.")],
     lexicon: Annotated[
         str, typer.Option("--lexicon", "-l", help="big2-nouns, big2-expanded, mfd2, or a lexicon file.")
-    ] = "big2-nouns",
+    ] = DEFAULT_LEXICON,
     family: Annotated[
         list[str] | None,
         typer.Option("--family", help="KEY=FAMILY: set a model's family (repeatable).", show_default=False),
@@ -95,7 +95,7 @@ def analyze_values(
     compare: Annotated[
         str, typer.Option("--compare", help="families, categories, or auto (families if several).")
     ] = "auto",
-    permutations: Annotated[int, typer.Option("--permutations", help="Permutations per test.")] = 10_000,
+    permutations: Annotated[int, typer.Option("--permutations", help="Permutations per test.")] = DEFAULT_PERMUTATIONS,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the permutations.")] = 0,
     prompts: Annotated[
         str | None, typer.Option("--prompts", help="Prompts file giving framings of non-value54 ids.")

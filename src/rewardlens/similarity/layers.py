@@ -199,6 +199,7 @@ def model_labels(specs: Sequence[str]) -> list[str]:
 def model_activations(
     spec: str,
     stimuli: Sequence[str],
+    out_dir: str | Path,
     *,
     prompt: str | None,
     template: str | None,
@@ -209,25 +210,14 @@ def model_activations(
     trust_remote_code: bool = False,
     progress: Progress = None,
 ) -> list[np.ndarray]:
-    """Load `spec` (reward model or language model) and return its per-layer activations."""
-    from rewardlens.models.loading import load_model
-    from rewardlens.models.templates import make_template
-    from rewardlens.similarity.activations import layer_activations
+    """Per-layer activations of `spec` (reward model or language model), extracted into a run in `out_dir`
+    (resumable; read without loading the model when it is finished)."""
+    from rewardlens.config import ModelOptions
+    from rewardlens.jobs.activations import ActivationsJob, extract_activations
 
-    loaded = load_model(spec, dtype=dtype, device=device, trust_remote_code=trust_remote_code)
-    conversation = None if template == "none" else make_template(loaded.tokenizer, template)
-    activations = layer_activations(
-        loaded.model,
-        loaded.tokenizer,
-        stimuli,
-        template=conversation,
-        prompt=prompt,
-        pool=pool,
-        batch_size=batch_size,
-        device=loaded.device,
-        progress=progress,
-    )
-    del loaded
+    job = ActivationsJob(spec, tuple(stimuli), Path(out_dir), prompt, template, pool, batch_size)
+    options = ModelOptions(dtype=dtype, device=device, trust_remote_code=trust_remote_code)
+    activations = extract_activations(job, options, progress=progress)
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
     return activations

@@ -21,14 +21,14 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from rewardlens.config import DEFAULT_LEXICON, WORD_PROMPTS
 from rewardlens.errors import UserError
 from rewardlens.prompts import Prompt, load_prompts
 from rewardlens.training.data import PreferenceData, load_preference_data
 from rewardlens.training.train import StepCallback, TrainingConfig, read_training, train_reward_model, write_json
 
 ABLATION_FILE = "ablation.json"
-DEFAULT_LEXICON = "big2-nouns"
-DEFAULT_PROMPTS = "value54"
+DEFAULT_PROMPTS = WORD_PROMPTS
 Event = Callable[[str], None]  # one line about what the grid is doing
 # The recipe every cell shares: an ablation directory refuses a rerun with another recipe.
 RECIPE_KEYS = ("config", "lexicon", "prompts")

@@ -20,6 +20,7 @@ import pandas as pd
 
 from rewardlens.analysis.family import infer_family
 from rewardlens.analysis.values import model_medians, rank_lexicon_words
+from rewardlens.config import DEFAULT_LEXICON
 from rewardlens.errors import UserError
 from rewardlens.lexicons import load_lexicon
 from rewardlens.runs.store import has_run
@@ -121,7 +122,7 @@ def base_differences(ranked: pd.DataFrame, n_resamples: int = 1000, seed: int = 
 
 
 def analyze_checkpoints(
-    out: str | os.PathLike[str], lexicon: str = "big2-nouns", n_resamples: int = 1000, seed: int = 0
+    out: str | os.PathLike[str], lexicon: str = DEFAULT_LEXICON, n_resamples: int = 1000, seed: int = 0
 ) -> CheckpointAnalysis:
     if n_resamples < 1:
         raise UserError(f"--resamples {n_resamples}: must be at least 1")
@@ -144,7 +145,7 @@ def write_checkpoint_analysis(
     from rewardlens import __version__
     from rewardlens.report.checkpoint_plots import plot_ranks_by_size, plot_ranks_by_step
 
-    lexicon = lexicon or str(read_ablation(ablation).get("lexicon") or "big2-nouns")
+    lexicon = lexicon or str(read_ablation(ablation).get("lexicon") or DEFAULT_LEXICON)
     analysis = analyze_checkpoints(ablation, lexicon, n_resamples, seed)
     target = Path(out)
     target.mkdir(parents=True, exist_ok=True)
