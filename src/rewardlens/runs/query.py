@@ -241,17 +241,22 @@ class SweepRows:
         listed = ", ".join(columns)
         return self.connection.execute(f"SELECT DISTINCT {listed} FROM scored").df()
 
-    def aligned_scores(self, tokens: pd.DataFrame, prompt_id: str) -> pd.DataFrame:
-        """Scores under one prompt of the (model, token_id) pairs of `tokens`, with `tokens`' other columns."""
-        self.connection.register("_aligned_tokens", tokens)
+    def set_aligned_tokens(self, tokens: pd.DataFrame) -> None:
+        """Copy the (model, token_id, ...) table `aligned_scores` joins with into DuckDB, once: a pandas frame
+        registered again for every prompt would be scanned (and its strings converted) every time."""
+        self.connection.register("_aligned_frame", tokens)
         try:
-            return self.connection.execute(
-                "SELECT t.*, s.score FROM scored AS s JOIN _aligned_tokens AS t USING (model, token_id) "
-                "WHERE s.prompt_id = $prompt",
-                {"prompt": prompt_id},
-            ).df()
+            self.connection.execute("CREATE OR REPLACE TEMP TABLE _aligned_tokens AS SELECT * FROM _aligned_frame")
         finally:
-            self.connection.unregister("_aligned_tokens")
+            self.connection.unregister("_aligned_frame")
+
+    def aligned_scores(self, prompt_id: str) -> pd.DataFrame:
+        """Scores under one prompt of the (model, token_id) pairs of `set_aligned_tokens`, with its other columns."""
+        return self.connection.execute(
+            "SELECT t.*, s.score FROM scored AS s JOIN _aligned_tokens AS t USING (model, token_id) "
+            "WHERE s.prompt_id = $prompt",
+            {"prompt": prompt_id},
+        ).df()
 
 
 _BATCH_ROWS = 1 << 20

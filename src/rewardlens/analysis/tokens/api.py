@@ -407,10 +407,10 @@ def _streamed_agreement(rows: SweepRows, report: TokenReport, figures: bool) -> 
         raise UserError(f"models {', '.join(models)} share no token text; agreement is undefined")
     index = {model: i for i, model in enumerate(models)}
     n_texts = int(shared["code"].max()) + 1
-    tokens = shared[["model", "token_id", "code"]]
+    rows.set_aligned_tokens(shared[["model", "token_id", "code"]])
     records: list[dict[str, object]] = []
     for prompt_id in sorted(rows.prompt_ids()):
-        aligned = rows.aligned_scores(tokens, prompt_id)
+        aligned = rows.aligned_scores(prompt_id)
         if aligned.empty:
             continue
         matrix = np.full((len(models), n_texts), np.nan)
