@@ -79,6 +79,12 @@ class ModelOptions:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def loading(self) -> dict[str, Any]:
+        """The keyword arguments of `rewardlens.models.loading.load_model` (the weights; the rest is the
+        conversation: template, date, sequences, include_end)."""
+        conversation = ("template", "date", "sequences", "include_end")
+        return {key: value for key, value in self.to_dict().items() if key not in conversation}
+
 
 def model_options(options: ModelOptions | None = None, **changes: Any) -> ModelOptions:
     """`options` (default: the defaults) with keyword changes; unknown keywords are a UserError."""

@@ -23,6 +23,7 @@ from rewardlens import __version__
 from rewardlens.config import WORD_PROMPTS
 from rewardlens.errors import UserError
 from rewardlens.prompts import Prompt, load_prompts, prompts_from_records
+from rewardlens.runs import load_run, read_manifest, write_run
 
 LONG_COLUMNS = ("prompt_id", "response", "score")
 
@@ -132,7 +133,6 @@ def scores_from_run(
     directory: str | os.PathLike[str], prompts: Sequence[Prompt] | None = None
 ) -> ScoredInput:
     """A run's rows; prompt framings from its manifest, or from `prompts` for ids it leaves unframed."""
-    from rewardlens.runs import load_run, read_manifest  # the store imports pyarrow; only runs need it
 
     path = Path(directory)
     manifest = read_manifest(path)
@@ -192,7 +192,6 @@ def import_scores(
     overwrite: bool = False,
 ) -> dict[str, Any]:
     """Write a score CSV as a run of kind `import`; returns its manifest."""
-    from rewardlens.runs import read_manifest, write_run
 
     scored = scores_from_csv(csv_path, model, prompts)
     require_framing(scored.prompts, str(csv_path))

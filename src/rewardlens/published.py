@@ -19,6 +19,7 @@ from rewardlens.analysis.family import NO_FAMILY, parse_family_options
 from rewardlens.errors import UserError
 from rewardlens.imports import bundled_scores
 from rewardlens.prompts import Prompt, load_prompts, prompts_from_records
+from rewardlens.runs import read_manifest
 from rewardlens.values import ValueReport, analyze_value_files
 
 # Hub id -> base family, as the model names say (Gemma 2: Skywork 27B and 27B-v0.2, QRM 27B, GRM 2B).
@@ -137,7 +138,6 @@ def _required_bundle(lexicon: str) -> str:
 
 def _local_model(run: Path) -> tuple[str, set[str]]:
     """A run's model name (as `scores_from_run` names it) and the keys a `--family` option may use for it."""
-    from rewardlens.runs import read_manifest  # the store imports pyarrow; only runs need it
 
     model = str(read_manifest(run).get("model") or run.name)
     return model, {model, Path(model).name, run.name}
@@ -145,7 +145,6 @@ def _local_model(run: Path) -> tuple[str, set[str]]:
 
 def prompt_mismatch(run: Path) -> str | None:
     """Why a local run's contrasts are not comparable with the ten's, if its prompts are not theirs (else None)."""
-    from rewardlens.runs import read_manifest
 
     recorded = prompts_from_records(read_manifest(run).get("prompts", []))
     expected = {prompt.id: prompt.text for prompt in load_prompts(BUNDLE_PROMPTS)}

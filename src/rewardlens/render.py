@@ -1,6 +1,6 @@
 """What exactly is scored: each response's ids, the text of every id, and the position a reward model reads.
 
-`render_responses` shows the requests a scorer would build (`rewardlens.sequences`), under `exact` or
+`render_responses` shows the requests a scorer would build (`rewardlens.engine.sequences`), under `exact` or
 `published` sequences; `compare_pipelines` counts, over the whole vocabulary, the single-token responses
 whose published sequence (decode, render as text, tokenize again with special tokens) differs from the exact
 one, and why. Neither needs the weights: `load_render_subject` reads the tokenizer and, where there is one,
@@ -23,11 +23,14 @@ from typing import Any
 
 import numpy as np
 
+from rewardlens.config import ModelOptions, model_options
+from rewardlens.engine.sequences import RequestBuilder
 from rewardlens.errors import UserError
+from rewardlens.models import gguf
 from rewardlens.models.read_rule import ReadRule, rule_for_config
-from rewardlens.models.templates import DEFAULT_DATE, ConversationTemplate, make_template
+from rewardlens.models.spec import resolve_model
+from rewardlens.models.templates import ConversationTemplate, make_template
 from rewardlens.models.vocabulary import select_tokens, vocabulary_size
-from rewardlens.sequences import RequestBuilder
 
 # Decoded texts of a few tokens of each kind of difference, for the reader of `compare_pipelines`.
 EXAMPLES_PER_KIND = 5
@@ -60,43 +63,34 @@ class RenderSubject:
         return {**self.read_rule.describe(), "from": self.rule_from}
 
 
-def load_render_subject(
-    spec: str,
-    *,
-    revision: str | None = None,
-    trust_remote_code: bool = False,
-    kind: str = "auto",
-    template: str | None = None,
-    date: str = DEFAULT_DATE,
-    sequences: str = "exact",
-    include_end: bool = False,
-) -> RenderSubject:
-    """Read the tokenizer (and the config, if any) of a model spec, as `load_scorer` would, without weights."""
+def load_render_subject(spec: str, options: ModelOptions | None = None, **changes: Any) -> RenderSubject:
+    """Read the tokenizer (and the config, if any) of a model spec, as `load_scorer` would with the same
+    `options` (and keyword `changes`), without weights."""
     from transformers import AutoConfig, AutoTokenizer
 
-    from rewardlens.models import gguf
     from rewardlens.models.loading import infer_kind
-    from rewardlens.models.spec import resolve_model
 
-    if kind not in ("auto", "reward", "lm"):
-        raise UserError(f"unknown kind '{kind}' (use auto, reward or lm)")
+    chosen = model_options(options, **changes)
+    revision, trust_remote_code, kind = chosen.revision, chosen.trust_remote_code, chosen.kind
     resolved = resolve_model(spec, revision)
     files = gguf.loadable(resolved)
-    options: dict[str, Any] = {"trust_remote_code": trust_remote_code}
+    reading: dict[str, Any] = {"trust_remote_code": trust_remote_code}
     if files.gguf_file:
-        options["gguf_file"] = files.gguf_file
+        reading["gguf_file"] = files.gguf_file
     has_config = files.gguf_file is not None or (Path(files.directory) / "config.json").is_file()
     try:
-        tokenizer = AutoTokenizer.from_pretrained(str(files.directory), **options)
-        config = AutoConfig.from_pretrained(str(files.directory), **options) if has_config else None
+        tokenizer = AutoTokenizer.from_pretrained(str(files.directory), **reading)
+        config = AutoConfig.from_pretrained(str(files.directory), **reading) if has_config else None
     except (OSError, ValueError, KeyError, EOFError) as err:
         raise UserError(f"cannot load the tokenizer of '{spec}': {str(err).splitlines()[0][:200]}") from None
-    conversation = make_template(tokenizer, template, date=date, sequences=sequences)
+    conversation = make_template(tokenizer, chosen.template, date=chosen.date, sequences=chosen.sequences)
     model_kind: str | None = None if kind == "auto" else kind
     if config is not None and kind == "auto":
         model_kind = infer_kind(spec, revision=revision, trust_remote_code=trust_remote_code)
     rule, rule_from = _read_rule(model_kind, config, tokenizer)
-    return RenderSubject(resolved.display_name, tokenizer, conversation, model_kind, rule, rule_from, include_end)
+    return RenderSubject(
+        resolved.display_name, tokenizer, conversation, model_kind, rule, rule_from, chosen.include_end
+    )
 
 
 def _read_rule(kind: str | None, config: Any, tokenizer: Any) -> tuple[ReadRule | None, str | None]:

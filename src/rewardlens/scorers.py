@@ -13,9 +13,11 @@ from typing import Any, Literal, Protocol
 import numpy as np
 import torch
 
+from rewardlens import __version__
 from rewardlens.config import ModelOptions, model_options
 from rewardlens.engine import LogprobReadout, Readout, RewardReadout, ScoreRequest, run_engine
 from rewardlens.engine.readouts import lm_logits
+from rewardlens.engine.sequences import RequestBuilder
 from rewardlens.errors import UserError
 from rewardlens.models.heads import backbone_of
 from rewardlens.models.loading import LoadedModel, load_model, text_config
@@ -25,7 +27,6 @@ from rewardlens.models.templates import (
     parse_date,
 )
 from rewardlens.progress import Progress
-from rewardlens.sequences import RequestBuilder
 
 Reduction = Literal["sum", "mean"]
 
@@ -98,11 +99,11 @@ class ModelScorer:
         return self._request_builder().end_ids()
 
     def token_requests(self, prompt: str, token_ids: Sequence[int]) -> list[ScoreRequest]:
-        """Single-token responses as the template's `sequences` builds them (see `rewardlens.sequences`)."""
+        """Single-token responses as the template's `sequences` builds them (see `rewardlens.engine.sequences`)."""
         return self._request_builder().token_requests(prompt, token_ids)
 
     def text_requests(self, prompt: str, responses: Sequence[str]) -> list[ScoreRequest]:
-        """Text responses as the template's `sequences` builds them (see `rewardlens.sequences`)."""
+        """Text responses as the template's `sequences` builds them (see `rewardlens.engine.sequences`)."""
         return self._request_builder().text_requests(prompt, responses)
 
     # -- scoring -------------------------------------------------------------------------------
@@ -187,7 +188,6 @@ class ModelScorer:
         """What _run.json records about the model and how it was scored."""
         import transformers
 
-        from rewardlens import __version__
 
         loaded = self.loaded
         return {
@@ -218,16 +218,7 @@ def load_scorer(spec: str, options: ModelOptions | None = None, **changes: Any) 
     """Load a model and its template into a scorer: `options` (a `ModelOptions`, default the defaults) with
     keyword `changes` (`load_scorer(spec, dtype="bfloat16")`); see `load_model` and `make_template`."""
     chosen = model_options(options, **changes)
-    loaded = load_model(
-        spec,
-        revision=chosen.revision,
-        dtype=chosen.dtype,
-        device=chosen.device,
-        trust_remote_code=chosen.trust_remote_code,
-        kind=chosen.kind,
-        random_score_head_seed=chosen.random_score_head_seed,
-        device_map=chosen.device_map,
-    )
+    loaded = load_model(spec, **chosen.loading())
     conversation = make_template(
         loaded.tokenizer, chosen.template, date=parse_date(chosen.date), sequences=chosen.sequences
     )

@@ -12,12 +12,12 @@ import pandas as pd
 import pytest
 
 from rewardlens.errors import UserError
+from rewardlens.jobs.sweep import run_sweep
+from rewardlens.jobs.words import run_words
 from rewardlens.lexicons import Lexicon
 from rewardlens.models.templates import DEFAULT_DATE, make_template, parse_date
 from rewardlens.prompts import prompts_from_texts
 from rewardlens.scorers import load_scorer
-from rewardlens.jobs.sweep import run_sweep
-from rewardlens.jobs.words import run_words
 
 PROMPT = "What, in one word, is the greatest thing ever?"
 # Llama 3.2's date logic (date_string, else strftime_now, else a fixed default) on the tiny Llama format, plus

@@ -16,13 +16,13 @@ import yaml
 from test_dates import DATED, PROMPT, _clock_at
 
 from rewardlens.errors import UserError
+from rewardlens.jobs.sweep import template_identity
 from rewardlens.models.templates import make_template
 from rewardlens.prompts import load_prompts, prompts_from_texts
 from rewardlens.runs import read_manifest, shard_files
 from rewardlens.scorers import load_scorer
-from rewardlens.audit import audit_study, run_audit
 from rewardlens.study import load_study, parse_study, run_study
-from rewardlens.jobs.sweep import template_identity
+from rewardlens.study.audit import audit_study, run_audit
 
 TODAY = real_datetime.datetime(2031, 3, 3)
 TWO_PROMPTS = (
@@ -180,7 +180,7 @@ def test_audit_date_reaches_its_runs(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import rewardlens.audit as audit
+    import rewardlens.study.audit as audit
 
     prompts, _ = _files(tmp_path)
     real_run_audit = audit.run_audit

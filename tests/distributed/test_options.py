@@ -7,9 +7,8 @@ import socket
 import pytest
 
 from rewardlens.cli.options import expand_ray_flag, ray_options
-from rewardlens.jobs.ray_pool import RayOptions
-from rewardlens.jobs.ray_pool import worker_shape
 from rewardlens.errors import UserError
+from rewardlens.jobs.ray_pool import RayOptions, worker_shape
 
 
 def test_one_worker_per_gpu_or_per_cpu() -> None:

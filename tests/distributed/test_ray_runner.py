@@ -112,8 +112,8 @@ def test_killed_worker_has_its_shards_redone_exactly_once(
 def test_audit_on_ray_runs_as_a_study_with_the_audit_layout(
     tmp_path: Path, tiny_model_dir: Callable[..., Path], small_lexicon: Path, four_prompts: Path
 ) -> None:
-    from rewardlens.audit import audit_study
     from rewardlens.study import run_study
+    from rewardlens.study.audit import audit_study
 
     model = str(tiny_model_dir("llama", "reward"))
     out = tmp_path / "audit"

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from rewardlens.audit import run_audit
 from rewardlens.prompts import load_prompts
 from rewardlens.runs import load_run, read_manifest
+from rewardlens.study.audit import run_audit
 
 
 def test_implicit_for_audit_layout_values_and_resume(  # type: ignore[no-untyped-def]
@@ -41,12 +41,12 @@ def test_implicit_for_audit_layout_values_and_resume(  # type: ignore[no-untyped
     implicit_calls = [c[1] for c in calls if ": implicit " in c[0]]
     assert implicit_calls == [3, 54, 54]  # the vocabulary on optpess3, then each lexicon on value54
     # Everything is complete: a second audit loads no language model.
-    import rewardlens.implicit.models as implicit_models
+    import rewardlens.study.run as study_run
 
     def no_loading(*args, **kwargs):  # type: ignore[no-untyped-def]
         raise AssertionError("a finished run was recomputed")
 
-    monkeypatch.setattr(implicit_models, "loaded_language_model", no_loading)
+    monkeypatch.setattr(study_run, "loaded_language_model", no_loading)
     with pytest.raises(AssertionError):  # the reward model is still tried (it has no runs)
         run_audit([str(policy), str(reward)], out, reference=str(second_llama_dir), **options)
     again = run_audit([str(policy)], tmp_path / "audit", reference=str(second_llama_dir), **options)

@@ -11,10 +11,10 @@ import pandas as pd
 import pytest
 
 from rewardlens.errors import UserError
+from rewardlens.jobs.sweep import execute_sweep, prepare_sweep, run_sweep
 from rewardlens.prompts import prompts_from_texts
 from rewardlens.runs import load_run, read_manifest, shard_files
 from rewardlens.scorers import load_scorer
-from rewardlens.jobs.sweep import execute_sweep, prepare_sweep, run_sweep
 
 PROMPTS = prompts_from_texts(["What, in one word, is the best thing ever?", "Worst thing?"])
 

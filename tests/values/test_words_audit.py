@@ -9,13 +9,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rewardlens.audit import run_audit
 from rewardlens.errors import UserError
+from rewardlens.jobs.words import run_words, score_words, word_table
 from rewardlens.lexicons import load_lexicon
 from rewardlens.prompts import load_prompts
 from rewardlens.runs import load_run, read_manifest
 from rewardlens.scorers import load_scorer
-from rewardlens.jobs.words import run_words, score_words, word_table
+from rewardlens.study.audit import run_audit
 
 
 @pytest.fixture

@@ -44,12 +44,16 @@ import numpy as np
 import torch
 from torch import nn
 
+from rewardlens import __version__
 from rewardlens.bench.flops import gemm_gflops, transformer_flops
 from rewardlens.engine import RewardReadout, ScoreRequest, run_engine
 from rewardlens.models.heads import backbone_of, find_score_head, upcast_head
 from rewardlens.models.loading import LoadedModel, resolve_device, resolve_dtype
 from rewardlens.models.spec import ALIASES, ResolvedModel
+from rewardlens.models.templates import make_template
 from rewardlens.scorers import default_batch_size, load_scorer
+from rewardlens.similarity import MEASURES, compare
+from rewardlens.training import PreferenceData, PreferencePair, TrainingConfig, train_reward_model
 
 PROMPT = "What, in one word, is the greatest thing ever?"
 TEXTS = ("Love", " love", "Family and friends", "Peace.", "Honesty, above all else.")
@@ -239,7 +243,6 @@ def build_tiny(ctx: Context, head: str) -> Path:
     """A saved tiny random model ('reward' or 'lm') with the real tokenizer and its template; built once."""
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
-    from rewardlens.models.templates import make_template
 
     key = f"tiny-{head}"
     if key in ctx.shared:
@@ -371,7 +374,6 @@ def llama8b_shaped_rm(ctx: Context) -> LoadedModel:
 def sweep_requests(ctx: Context, count: int) -> tuple[list[ScoreRequest], str]:
     """Every candidate id as the whole response: the Llama-3.1 template's prefix when the tokenizer is Llama-3's,
     else ids of the same length (what the sweep costs does not depend on which ids they are)."""
-    from rewardlens.models.templates import make_template
 
     vocab = int(LLAMA31_8B_DIMS["vocab_size"])
     try:
@@ -516,7 +518,6 @@ def release_big_model(ctx: Context) -> None:
 
 def check_similarity_cuda(ctx: Context) -> dict[str, Any]:
     """Each measure with its default options on device tensors against numpy arrays (computed on the CPU)."""
-    from rewardlens.similarity import MEASURES, compare
 
     release_big_model(ctx)
     n = 96 if ctx.config.quick else 400
@@ -544,7 +545,6 @@ def check_similarity_cuda(ctx: Context) -> dict[str, Any]:
 
 
 def preference_pairs(count: int) -> Any:
-    from rewardlens.training import PreferenceData, PreferencePair
 
     words = [("Kindness.", "Nothing."), ("Honesty.", "Lies."), ("Family.", "Boredom."), ("Peace.", "War.")]
     pairs = [PreferencePair(PROMPT, *words[i % len(words)]) for i in range(count)]
@@ -552,7 +552,6 @@ def preference_pairs(count: int) -> Any:
 
 
 def check_training_step(ctx: Context) -> dict[str, Any]:
-    from rewardlens.training import TrainingConfig, train_reward_model
 
     release_big_model(ctx)
     config = TrainingConfig(
@@ -609,7 +608,6 @@ def run_check(check: Callable[[Context], dict[str, Any]], ctx: Context) -> dict[
 def _versions() -> dict[str, str]:
     import transformers
 
-    from rewardlens import __version__
 
     return {
         "rewardlens": __version__,

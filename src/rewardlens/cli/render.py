@@ -47,16 +47,7 @@ def render(
         raise UserError("--vocab compares the whole vocabulary; it takes no --response or --token-id")
     if not vocab and not response and not token_id:
         raise UserError("nothing to render: pass --response, --token-id or --vocab")
-    subject = load_render_subject(
-        model,
-        revision=options.revision,
-        trust_remote_code=options.trust_remote_code,
-        kind=options.kind,
-        template=options.template,
-        date=options.date,
-        sequences=options.sequences,
-        include_end=options.include_end,
-    )
+    subject = load_render_subject(model, options)
     if vocab:
         counts = compare_pipelines(subject.template, prompt).to_dict()
         summary = {"model": subject.name, "prompt": prompt, "date": subject.template.date_string, **counts}

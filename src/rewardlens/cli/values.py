@@ -283,7 +283,7 @@ def audit(
     ] = True,
 ) -> None:
     """The main job: sweep, word scores, value analysis and one HTML report per audit."""
-    from rewardlens.audit import audit_study
+    from rewardlens.study.audit import audit_study
     from rewardlens.engine import check_engine
     from rewardlens.study.run import run_study
 

@@ -38,16 +38,7 @@ def loaded_language_model(spec: str, role: str, options: ModelOptions) -> ModelS
     when `spec` is a reward model."""
     template = options.template or DEFAULT_POLICY_TEMPLATE
     check_template_option(template, role)
-    loaded = load_model(
-        spec,
-        revision=options.revision,
-        dtype=options.dtype,
-        device=options.device,
-        trust_remote_code=options.trust_remote_code,
-        kind=options.kind,
-        random_score_head_seed=options.random_score_head_seed,
-        device_map=options.device_map,
-    )
+    loaded = load_model(spec, **options.loading())
     if loaded.kind != "lm":
         return None
     if template == "chat" and not getattr(loaded.tokenizer, "chat_template", None):

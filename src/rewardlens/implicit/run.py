@@ -37,12 +37,13 @@ from rewardlens.implicit.pairing import (
 )
 from rewardlens.jobs.base import JobPlan, JobSummary, check_prompts
 from rewardlens.jobs.executor import run_job
-from rewardlens.jobs.ray_pool import RayOptions
+from rewardlens.jobs.ray_pool import RayOptions, connect_ray, import_ray, reraise_task_error, worker_shape
 from rewardlens.jobs.sweep import template_identity
 from rewardlens.jobs.words import shard_name, word_table, words_sha1
 from rewardlens.lexicons import Lexicon, load_lexicon
 from rewardlens.progress import Progress
 from rewardlens.prompts import Prompt
+from rewardlens.runs import count_rows
 from rewardlens.runs.store import RunStore, has_run, refuse_other_run
 from rewardlens.scorers import ModelScorer
 
@@ -392,8 +393,6 @@ def implicit_on_ray(
     """
     from dataclasses import replace
 
-    from rewardlens.jobs.ray_pool import connect_ray, import_ray, reraise_task_error, worker_shape
-    from rewardlens.runs import count_rows
 
     ray_module = import_ray()
     connect_ray(ray.address)

@@ -29,7 +29,7 @@ from rewardlens.config import DEFAULT_SHARD_SIZE, ModelOptions, split_model_opti
 from rewardlens.engine import check_batch_size, check_engine
 from rewardlens.errors import UserError
 from rewardlens.jobs.base import JobPlan, JobSummary, check_prompts
-from rewardlens.jobs.executor import loaded_or_spec, run_job
+from rewardlens.jobs.executor import execute_local, loaded_or_spec, run_job
 from rewardlens.models.templates import ConversationTemplate, template_from_description
 from rewardlens.models.vocabulary import select_tokens
 from rewardlens.progress import Progress
@@ -310,7 +310,6 @@ def prepare_sweep(
 
 def execute_sweep(plan: JobPlan, progress: Progress = None) -> JobSummary:
     """Score the shards of a plan made in this process, and finish the run."""
-    from rewardlens.jobs.executor import execute_local
 
     return execute_local(plan, progress)
 

@@ -13,6 +13,8 @@ from typing import Any
 import pandas as pd
 
 from rewardlens.analysis.conclusions import FRAMING_DIFFERENCE, WITHIN_MODEL
+from rewardlens.analysis.tokens.top_bottom import top_bottom
+from rewardlens.runs import load_run, read_manifest
 
 TOP_K = 15
 CONCLUSION_ROWS = 60  # the rest are in conclusions.csv
@@ -46,7 +48,6 @@ def write_report(
     `published` maps a lexicon to its `rewardlens.published.BesidePublished` (the local models analysed beside
     the ten published RMs); each gets the section "Beside the ten published reward models".
     """
-    from rewardlens.runs import load_run, read_manifest
 
     parts = [f"<h1>rewardlens audit</h1><p>{_escape(_now())} &middot; {len(audits)} model(s)</p>"]
     parts.append("<h2>Models</h2>" + _models_table(audits, read_manifest))
@@ -123,7 +124,6 @@ def _models_table(audits: Sequence[Any], read_manifest: Any) -> str:
 
 
 def _tokens_section(sweep: pd.DataFrame, manifest: Mapping[str, Any]) -> str:
-    from rewardlens.analysis.tokens.top_bottom import top_bottom
 
     if sweep.empty:
         return "<p>The sweep holds no rows.</p>"

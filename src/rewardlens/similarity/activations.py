@@ -22,7 +22,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from rewardlens.engine.cached import repeat_prompt_cache
+from rewardlens.engine.padding import pad_right
 from rewardlens.errors import UserError
+from rewardlens.models.heads import backbone_of
 
 POOLS = ("last", "mean")
 
@@ -91,8 +94,6 @@ def _hidden_states(
     body: torch.nn.Module, batch: Sequence[Encoded], offset: int, prefix_cache: Any, device: torch.device
 ) -> tuple[torch.Tensor, ...]:
     """Hidden states of every layer for the ids after `offset`, on top of a copy of the prefix's KV."""
-    from rewardlens.engine.cached import repeat_prompt_cache
-    from rewardlens.engine.padding import pad_right
 
     ids, mask = pad_right([item.ids[offset:] for item in batch], device)
     if prefix_cache is None:
@@ -136,7 +137,6 @@ def layer_activations(
         raise UserError("no stimuli to encode")
     if template is not None and prompt is None:
         raise UserError("--prompt is required with a chat template (or pass --template none for raw text)")
-    from rewardlens.models.heads import backbone_of
 
     body = backbone_of(model)
     device = device or next(model.parameters()).device

@@ -19,7 +19,10 @@ import numpy as np
 import pandas as pd
 import torch
 
+from rewardlens.config import ModelOptions
 from rewardlens.errors import UserError
+from rewardlens.jobs.activations import ActivationsJob, extract_activations
+from rewardlens.lexicons import load_lexicon
 from rewardlens.progress import Progress
 from rewardlens.similarity.inference import (
     bootstrap_indices,
@@ -176,7 +179,6 @@ def load_stimuli(spec: str) -> list[str]:
         lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
         stimuli = list(dict.fromkeys(line for line in lines if line))
     else:
-        from rewardlens.lexicons import load_lexicon
 
         stimuli = load_lexicon(spec).words
     if not stimuli:
@@ -212,8 +214,6 @@ def model_activations(
 ) -> list[np.ndarray]:
     """Per-layer activations of `spec` (reward model or language model), extracted into a run in `out_dir`
     (resumable; read without loading the model when it is finished)."""
-    from rewardlens.config import ModelOptions
-    from rewardlens.jobs.activations import ActivationsJob, extract_activations
 
     job = ActivationsJob(spec, tuple(stimuli), Path(out_dir), prompt, template, pool, batch_size)
     options = ModelOptions(dtype=dtype, device=device, trust_remote_code=trust_remote_code)

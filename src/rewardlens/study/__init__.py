@@ -2,7 +2,7 @@
 
 `schema` (what a study is), `parse` (a study file validated before any job starts: one clear line per
 problem), `run` (every job through the one executor, here or on Ray), `analyses` (the analyses and the one
-report). `rewardlens audit` is a study (`rewardlens.audit.audit_study`). A study file:
+report). `rewardlens audit` is a study (`rewardlens.study.audit.audit_study`). A study file:
 
     name: my-study
     defaults: {dtype: bfloat16, revision: main}      # any ModelOptions field, applied to every model
@@ -30,6 +30,7 @@ from rewardlens.study.schema import (
     ReferenceSection,
     Study,
     StudyModel,
+    StudyResult,
     SweepSection,
     WordsSection,
 )
@@ -52,8 +53,8 @@ __all__ = [
 
 def __getattr__(name: str) -> Any:
     # Running needs torch; reading and checking a study file does not, so `run` is imported when first used.
-    if name in ("StudyResult", "run_study"):
+    if name == "run_study":
         from rewardlens.study import run
 
-        return getattr(run, name)
+        return run.run_study
     raise AttributeError(name)

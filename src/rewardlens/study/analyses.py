@@ -12,11 +12,13 @@ from pathlib import Path
 from typing import Any
 
 from rewardlens.analysis.family import infer_family, parse_family_options
+from rewardlens.analysis.tokens.api import analyze_token_runs
 from rewardlens.layout import lexicon_slug
 from rewardlens.progress import PhaseProgress
+from rewardlens.published import beside_published, published_bundle
+from rewardlens.report.audit_html import value_dir_html, write_report
 from rewardlens.runs.store import read_manifest
-from rewardlens.study.run import StudyResult
-from rewardlens.study.schema import Study
+from rewardlens.study.schema import Study, StudyResult
 from rewardlens.values import ValueReport, analyze_value_files
 
 
@@ -87,7 +89,6 @@ def _implicit_values(study: Study, result: StudyResult) -> dict[str, Path]:
 
 def _beside_published(study: Study, result: StudyResult, phase: PhaseProgress) -> dict[str, Any]:
     """Each lexicon with bundled published scores: the local runs analysed beside the ten RMs."""
-    from rewardlens.published import beside_published, published_bundle
 
     besides: dict[str, Any] = {}
     if not study.beside_published or not study.words:
@@ -113,14 +114,12 @@ def _beside_published(study: Study, result: StudyResult, phase: PhaseProgress) -
 
 def analyse(study: Study, result: StudyResult, phase: PhaseProgress) -> None:
     """Every analysis the study asks for, then its report (written once, with every section)."""
-    from rewardlens.report.audit_html import value_dir_html, write_report
 
     reports = _values(study, result, phase)
     implicit_dirs = _implicit_values(study, result)
     besides = _beside_published(study, result, phase)
     sections = []
     if "tokens" in study.analyses and study.sweep:
-        from rewardlens.analysis.tokens.api import analyze_token_runs
         from rewardlens.report.token_plots import token_sections_html
 
         tick = phase("token analyses", 1, 0)

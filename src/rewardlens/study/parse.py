@@ -34,7 +34,10 @@ from rewardlens.config import (
 )
 from rewardlens.errors import UserError
 from rewardlens.layout import model_slug
+from rewardlens.lexicons import load_lexicon
+from rewardlens.models.spec import ALIASES, resolve_model
 from rewardlens.models.templates import DATE_STRING_FORMAT, SEQUENCES, parse_date
+from rewardlens.prompts import load_prompts
 from rewardlens.study.schema import (
     DEFAULT_KEYS,
     IMPLICIT_KEYS,
@@ -128,7 +131,6 @@ def _local_path(spec: str, base: Path | None) -> str:
 
 def _check_model_exists(spec: str, source: str, path: str) -> None:
     """Aliases and local paths are checked now; a hub id is fetched by the workers that load it."""
-    from rewardlens.models.spec import ALIASES, resolve_model
 
     looks_local = spec in ALIASES or spec.startswith((".", "/", "~")) or spec.endswith(".gguf")
     looks_local = looks_local or spec.count("/") != 1 or Path(spec).expanduser().exists()
@@ -200,7 +202,6 @@ def _model(entry: Any, defaults: dict[str, Any], index: int, source: str, base: 
 
 
 def _prompt_set(spec: Any, source: str, path: str, base: Path | None) -> str:
-    from rewardlens.prompts import load_prompts
 
     resolved = _local_path(str(_typed(spec, str, source, path, "a prompt set name or file")), base)
     try:
@@ -211,7 +212,6 @@ def _prompt_set(spec: Any, source: str, path: str, base: Path | None) -> str:
 
 
 def _lexicon(spec: Any, source: str, path: str, base: Path | None) -> str:
-    from rewardlens.lexicons import load_lexicon
 
     resolved = _local_path(str(_typed(spec, str, source, path, "a lexicon name or file")), base)
     try:

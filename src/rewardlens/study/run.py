@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from rewardlens.errors import UserError
+from rewardlens.implicit.models import load_language_model, loaded_language_model
 from rewardlens.implicit.run import implicit_model_spec, implicit_on_ray, run_implicit
 from rewardlens.jobs.base import Job
 from rewardlens.jobs.executor import run_jobs
@@ -33,21 +34,8 @@ from rewardlens.lexicons import load_lexicon
 from rewardlens.progress import PhaseProgress, no_progress
 from rewardlens.prompts import Prompt, load_prompts
 from rewardlens.runs.store import is_complete_run, prepare_directory, read_manifest, shard_files
-from rewardlens.study.schema import ImplicitSection, Study, StudyModel
-
-
-@dataclass
-class StudyResult:
-    out: Path
-    models: list[ModelRuns]
-    value_dirs: dict[str, Path] = field(default_factory=dict)
-    tokens_dir: Path | None = None
-    implicit_dirs: dict[str, Path] = field(default_factory=dict)
-    # With a reference: per audited language model, its implicit runs ("sweep" and one per lexicon).
-    reference_runs: dict[str, dict[str, Path]] = field(default_factory=dict)
-    report: Path | None = None
-    skipped_jobs: int = 0
-    notes: list[str] = field(default_factory=list)
+from rewardlens.study.analyses import analyse
+from rewardlens.study.schema import ImplicitSection, Study, StudyModel, StudyResult
 
 
 def _runs_of(study: Study, model: StudyModel, root: Path) -> ModelRuns:
@@ -141,7 +129,6 @@ def run_study(
     phase: PhaseProgress = no_progress,
 ) -> StudyResult:
     """Run every job of every model (on Ray when `ray` is given), then the analyses and the report."""
-    from rewardlens.study.analyses import analyse
 
     root = Path(out)
     _refuse_finished_runs_of_other_dates(study, root)
@@ -175,7 +162,6 @@ def _run_reference(
 ) -> None:
     """The implicit reward of each audited language model against the reference (here, not on Ray: a run
     needs both models side by side); a reward model has none and is skipped with a note."""
-    from rewardlens.implicit.models import load_language_model, loaded_language_model
 
     reference = study.reference
     assert reference is not None

@@ -7,6 +7,7 @@ writes the validated study back as a study file (into OUT, as the record of what
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -21,6 +22,7 @@ from rewardlens.config import (
     WORD_PROMPTS,
     ModelOptions,
 )
+from rewardlens.layout import ModelRuns
 
 # Keys of a model entry besides its `ModelOptions` fields: where it is written, how it is batched and placed.
 ENTRY_KEYS = ("model", "name", "batch_size", "gpus_per_worker", "family")
@@ -158,6 +160,20 @@ class Study:
         return yaml.safe_dump(document, sort_keys=False, allow_unicode=True)
 
 
+@dataclass
+class StudyResult:
+    out: Path
+    models: list[ModelRuns]
+    value_dirs: dict[str, Path] = field(default_factory=dict)
+    tokens_dir: Path | None = None
+    implicit_dirs: dict[str, Path] = field(default_factory=dict)
+    # With a reference: per audited language model, its implicit runs ("sweep" and one per lexicon).
+    reference_runs: dict[str, dict[str, Path]] = field(default_factory=dict)
+    report: Path | None = None
+    skipped_jobs: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
 def _changed(options: ModelOptions) -> dict[str, Any]:
     """The options that differ from the defaults (what a study file needs to say)."""
     defaults = ModelOptions().to_dict()
@@ -179,6 +195,7 @@ __all__ = [
     "ReferenceSection",
     "Study",
     "StudyModel",
+    "StudyResult",
     "SweepSection",
     "WordsSection",
 ]

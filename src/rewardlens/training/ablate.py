@@ -23,7 +23,10 @@ from typing import Any
 
 from rewardlens.config import DEFAULT_LEXICON, WORD_PROMPTS
 from rewardlens.errors import UserError
+from rewardlens.jobs.words import run_words
+from rewardlens.lexicons import load_lexicon
 from rewardlens.prompts import Prompt, load_prompts
+from rewardlens.runs import has_run, read_manifest
 from rewardlens.training.data import PreferenceData, load_preference_data
 from rewardlens.training.train import StepCallback, TrainingConfig, read_training, train_reward_model, write_json
 
@@ -128,7 +131,6 @@ def training_complete(directory: Path) -> bool:
 
 
 def words_complete(directory: Path) -> bool:
-    from rewardlens.runs import has_run, read_manifest
 
     if not has_run(directory):
         return False
@@ -145,7 +147,6 @@ def score_checkpoint_words(
     options: dict[str, Any] = {"device": device}
     if template not in (None, "chat"):
         options["template"] = template
-    from rewardlens.jobs.words import run_words
 
     run_words(str(checkpoint), lexicon, prompts, out, **options)
 
@@ -164,7 +165,6 @@ def run_ablation(
     on_step: StepCallback | None = None,
 ) -> list[CellResult]:
     """Train and score every cell of the grid that is not done yet; returns what each cell did."""
-    from rewardlens.lexicons import load_lexicon
 
     out_dir = Path(out)
     if Path(lexicon).is_file():

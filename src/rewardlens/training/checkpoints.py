@@ -18,11 +18,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from rewardlens import __version__
 from rewardlens.analysis.family import infer_family
 from rewardlens.analysis.values import model_medians, rank_lexicon_words
 from rewardlens.config import DEFAULT_LEXICON
 from rewardlens.errors import UserError
+from rewardlens.imports import scores_from_run
 from rewardlens.lexicons import load_lexicon
+from rewardlens.report.checkpoint_plots import plot_ranks_by_size, plot_ranks_by_step
 from rewardlens.runs.store import has_run
 from rewardlens.training.ablate import ablation_cells, read_ablation
 
@@ -45,7 +48,6 @@ def _checkpoint_key(row: dict[str, Any]) -> str:
 
 def rank_checkpoints(out: str | os.PathLike[str], lexicon: str) -> tuple[pd.DataFrame, list[str]]:
     """Ranked lexicon words of every scored checkpoint of an ablation, with its base, data, size and step."""
-    from rewardlens.imports import scores_from_run
 
     chosen = load_lexicon(lexicon)
     notes: list[str] = []
@@ -142,8 +144,6 @@ def write_checkpoint_analysis(
     seed: int = 0,
 ) -> tuple[CheckpointAnalysis, dict[str, Path]]:
     """What `rewardlens analyze checkpoints` writes: the CSVs, the figures and analysis.json."""
-    from rewardlens import __version__
-    from rewardlens.report.checkpoint_plots import plot_ranks_by_size, plot_ranks_by_step
 
     lexicon = lexicon or str(read_ablation(ablation).get("lexicon") or DEFAULT_LEXICON)
     analysis = analyze_checkpoints(ablation, lexicon, n_resamples, seed)

@@ -32,7 +32,12 @@ from typing import Any, cast
 import torch
 from torch import nn
 
+from rewardlens import __version__
 from rewardlens.errors import UserError
+from rewardlens.models.gguf import forget_gguf_quantization, loadable
+from rewardlens.models.loading import resolve_device
+from rewardlens.models.quiet import quiet_transformers
+from rewardlens.models.spec import resolve_model
 from rewardlens.models.templates import DEFAULT_DATE, PLAIN_SOURCES, ConversationTemplate, make_template, parse_date
 from rewardlens.runs.store import now_iso
 from rewardlens.training.data import PreferenceData, PreferencePair, load_preference_data, sample_order
@@ -176,7 +181,6 @@ def tokenize_pairs(
 
 
 def training_device(device: str) -> torch.device:
-    from rewardlens.models.loading import resolve_device
 
     return resolve_device(device)
 
@@ -185,9 +189,6 @@ def load_base(spec: str, device: torch.device, lora: bool, seed: int) -> tuple[n
     """The base with a fresh one-output score head, its tokenizer, and how it was resolved."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, set_seed
 
-    from rewardlens.models.gguf import forget_gguf_quantization, loadable
-    from rewardlens.models.quiet import quiet_transformers
-    from rewardlens.models.spec import resolve_model
 
     resolved = resolve_model(spec)
     try:
@@ -309,7 +310,6 @@ def _versions() -> dict[str, str]:
     import transformers
     import trl
 
-    from rewardlens import __version__
 
     return {"rewardlens": __version__, "torch": torch.__version__, "transformers": transformers.__version__,
             "trl": trl.__version__, "peft": peft.__version__, "datasets": datasets.__version__,
