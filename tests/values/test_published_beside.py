@@ -129,11 +129,6 @@ def test_family_analysis_is_over_the_ten_and_local_models_keep_their_rows(beside
     assert not any("not comparable" in note for note in beside.notes)
 
 
-@pytest.mark.xfail(
-    reason="rewardlens.analysis.values fits the mixed models and family_tests over every family, `none` included, "
-    "until analyze_values restricts them to analysis.family.with_family(...); remove this mark then",
-    strict=False,
-)
 def test_mixed_models_and_family_tests_are_over_the_ten(beside: BesidePublished) -> None:
     conclusions = beside.report.analysis.conclusions
     mixed = conclusions[conclusions["test"].str.startswith("linear mixed model")]

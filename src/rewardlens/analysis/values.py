@@ -40,6 +40,7 @@ import pandas as pd
 from scipy import stats
 
 from rewardlens.analysis import conclusions as claims
+from rewardlens.analysis.family import with_family
 from rewardlens.analysis.permutation import PermutationResult, bonferroni, permutation_t_test, stars
 from rewardlens.analysis.ranks import rank_responses
 from rewardlens.errors import UserError
@@ -430,7 +431,8 @@ def analyze_values(
     if words not in ("common", "all"):
         raise UserError(f"--words {words!r}: use common or all")
     ranked = rank_lexicon_words(scores, lexicon, families, words)
-    n_families = ranked["family"].nunique()
+    grouped = with_family(ranked)  # family-level statistics: a model of no family is set beside, not compared
+    n_families = grouped["family"].nunique()
     if compare == "families" and n_families < 2:
         only = ranked["family"].iloc[0]
         raise UserError(
@@ -442,16 +444,16 @@ def analyze_values(
         raise UserError(f"--compare categories needs at least 2 categories of lexicon {lexicon.name} matched")
     medians = model_medians(ranked)
     per_prompt = prompt_medians(ranked)
-    mixed, notes = fit_mixed_models(ranked, per_prompt)
+    mixed, notes = fit_mixed_models(grouped, with_family(per_prompt))
     tests = (
-        family_tests(per_prompt, medians, n_permutations, seed)
+        family_tests(with_family(per_prompt), with_family(medians), n_permutations, seed)
         if chosen == "families"
         else category_tests(ranked, n_permutations, seed)
     )
     parts = [claims.within_model_conclusions(ranked, n_permutations, seed)]
     family_problem = None
     if chosen == "families":
-        sizes = ranked.groupby("family")["model"].nunique()
+        sizes = grouped.groupby("family")["model"].nunique()
         thin = sizes[sizes < 2]
         if len(thin):
             family_problem = (
@@ -461,8 +463,8 @@ def analyze_values(
             notes.append(family_problem)
         parts.append(claims.family_conclusions(ranked, n_permutations, seed, n_bootstrap))
         if mixed is not None:
-            cells = per_prompt[["model", "prompt_id"]].drop_duplicates()
-            parts.append(claims.mixed_model_conclusions(mixed, ranked["model"].nunique(), len(cells)))
+            cells = with_family(per_prompt)[["model", "prompt_id"]].drop_duplicates()
+            parts.append(claims.mixed_model_conclusions(mixed, grouped["model"].nunique(), len(cells)))
     return ValueAnalysis(
         ranked=ranked,
         model_medians=medians,
