@@ -69,6 +69,7 @@ def test_study_runs_end_to_end_and_resumes(tmp_path: Path, tiny_study: Path, run
     html = result.report.read_text() if result.report else ""
     assert "Optimal and pessimal tokens: " in html and html.count("Optimal and pessimal tokens: ") == 2
     assert (out / "study.yaml").is_file() and load_study(out / "study.yaml").models == study.models
+    assert not (out / "shards").exists()  # OUT holds runs; it is not a run itself
     assert any("vocabulary sweep" in p for p in phases)
 
     # Interrupted: one model's word run is gone. Resuming loads only that model and rescores only that run.

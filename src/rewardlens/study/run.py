@@ -33,7 +33,7 @@ from rewardlens.layout import ModelRuns, lexicon_slug
 from rewardlens.lexicons import load_lexicon
 from rewardlens.progress import PhaseProgress, no_progress
 from rewardlens.prompts import Prompt, load_prompts
-from rewardlens.runs.store import is_complete_run, prepare_directory, read_manifest, shard_files
+from rewardlens.runs.store import is_complete_run, read_manifest, shard_files
 from rewardlens.study.analyses import analyse
 from rewardlens.study.schema import ImplicitSection, Study, StudyModel, StudyResult
 
@@ -60,7 +60,12 @@ def _reference_dirs(study: Study, runs: ModelRuns) -> dict[str, Path]:
 
 def _write_study_file(study: Study, root: Path) -> None:
     """Keep what was run beside the results (each run directory guards its own identity)."""
-    prepare_directory(root)
+    if root.exists() and not root.is_dir():
+        raise UserError(f"{root} exists and is not a directory")
+    try:
+        root.mkdir(parents=True, exist_ok=True)  # OUT holds runs; it is not one (no shards/ of its own)
+    except OSError as err:
+        raise UserError(f"cannot create {root}: {err.strerror or err}") from err
     target = root / "study.yaml"
     temporary = target.with_name(".study.yaml.tmp")
     temporary.write_text(study.to_yaml(), encoding="utf-8")
