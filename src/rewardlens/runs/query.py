@@ -9,6 +9,7 @@ whole vocabulary spills to disk instead of growing without bound.
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,9 @@ RunPaths = str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
 MEMORY_LIMIT = os.environ.get("REWARDLENS_DUCKDB_MEMORY", "1GB")
 SWEEP_MEMORY_LIMIT = os.environ.get("REWARDLENS_DUCKDB_SWEEP_MEMORY", "512MB")
 THREADS = max(1, min(4, os.cpu_count() or 1))
+# Where DuckDB spills past its memory limit: the system's temporary folder, not `.tmp/` in the user's
+# working directory (DuckDB's default for an in-memory database).
+SPILL_DIRECTORY = os.path.join(tempfile.gettempdir(), "rewardlens-duckdb")
 # Columns that give each row its place in `load_run` order (runs in the order given, shards by name).
 ORDER_COLUMNS = ("_run_index", "_file_index", "file_row_number")
 ROW_ORDER = ", ".join(ORDER_COLUMNS)
@@ -72,7 +76,8 @@ def connect(runs: RunPaths, *, row_order: bool = False) -> duckdb.DuckDBPyConnec
             selects.append(f"SELECT *, {_sql_literal(directory)} AS run FROM read_parquet({file_list})")
     if not selects:
         raise UserError("no rows: the runs hold no shards yet")
-    connection = duckdb.connect(":memory:", config={"memory_limit": MEMORY_LIMIT, "threads": THREADS})
+    config = {"memory_limit": MEMORY_LIMIT, "threads": THREADS, "temp_directory": SPILL_DIRECTORY}
+    connection = duckdb.connect(":memory:", config=config)
     connection.execute("CREATE VIEW scores AS " + " UNION ALL BY NAME ".join(selects))
     return connection
 
