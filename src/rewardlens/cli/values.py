@@ -283,8 +283,8 @@ def audit(
     ] = True,
 ) -> None:
     """The main job: sweep, word scores, value analysis and one HTML report per audit."""
-    from rewardlens.study.audit import audit_study
     from rewardlens.engine import check_engine
+    from rewardlens.study.audit import audit_study
     from rewardlens.study.run import run_study
 
     cluster = ray_options(ray, workers, gpus_per_worker)
