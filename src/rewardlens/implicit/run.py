@@ -23,7 +23,6 @@ from rewardlens.config import (
     ModelOptions,
     model_options,
 )
-from rewardlens.engine import check_batch_size, check_engine
 from rewardlens.errors import UserError
 from rewardlens.implicit.measures import check_measure, implicit_reward, score_definition
 from rewardlens.implicit.models import check_template_option, load_language_model, require_language_model, spec_of
@@ -35,10 +34,10 @@ from rewardlens.implicit.pairing import (
     vocabulary_logprobs,
     word_logprobs,
 )
-from rewardlens.jobs.base import JobPlan, JobSummary, check_prompts
+from rewardlens.jobs.base import JobPlan, JobSummary
 from rewardlens.jobs.executor import run_job
 from rewardlens.jobs.ray_pool import RayOptions, connect_ray, import_ray, reraise_task_error, worker_shape
-from rewardlens.jobs.sweep import template_identity
+from rewardlens.jobs.sweep import settle_scoring_fields, template_identity
 from rewardlens.jobs.words import shard_name, word_table, words_sha1
 from rewardlens.lexicons import Lexicon, load_lexicon
 from rewardlens.progress import Progress
@@ -199,11 +198,8 @@ class ImplicitJob:
     options: ModelOptions = field(default_factory=ModelOptions)  # both models; `date` is the run's one date
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "prompts", tuple(check_prompts(self.prompts)))
-        object.__setattr__(self, "out_dir", Path(self.out_dir))
+        settle_scoring_fields(self)
         check_measure(self.measure, self.beta)
-        check_engine(self.engine)
-        check_batch_size(self.batch_size)
         check_alignment(self.align, self.text_rule)
 
     @property

@@ -14,7 +14,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, Self
 
 import pandas as pd
 
@@ -146,6 +146,19 @@ class QueueStats:
         }
 
 
+class ClosingPool:
+    """What every pool is as a context manager: `with pool:` closes it (its actors, its loaded scorer) on exit."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 def check_prompts(prompts: Sequence[Prompt]) -> list[Prompt]:
     """The prompts of a job: at least one, ids distinct."""
     if not prompts:
@@ -156,4 +169,4 @@ def check_prompts(prompts: Sequence[Prompt]) -> list[Prompt]:
     return list(prompts)
 
 
-__all__ = ["Job", "JobPlan", "JobSummary", "QueueStats", "ShardTask", "check_prompts"]
+__all__ = ["ClosingPool", "Job", "JobPlan", "JobSummary", "QueueStats", "ShardTask", "check_prompts"]

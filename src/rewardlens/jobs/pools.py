@@ -15,12 +15,12 @@ from typing import Any
 
 import pandas as pd
 
-from rewardlens.jobs.base import QueueStats, ShardTask
+from rewardlens.jobs.base import ClosingPool, QueueStats, ShardTask
 from rewardlens.jobs.ray_pool import RayOptions, RayPool
 from rewardlens.progress import Progress
 
 
-class LocalPool:
+class LocalPool(ClosingPool):
     """The pool protocol in this process: one scorer, shards scored one after the other.
 
     `facts` is the loaded scorer itself (a plan made here may read the model, e.g. its embedding rows).
@@ -60,11 +60,6 @@ class LocalPool:
     def close(self) -> None:
         self.scorer = None
 
-    def __enter__(self) -> LocalPool:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 Pool = RayPool | LocalPool

@@ -24,7 +24,7 @@ import pandas as pd
 
 from rewardlens.config import ModelOptions
 from rewardlens.errors import UserError
-from rewardlens.jobs.base import QueueStats, ShardTask
+from rewardlens.jobs.base import ClosingPool, QueueStats, ShardTask
 from rewardlens.jobs.facts import ScorerFacts, scorer_facts
 from rewardlens.progress import Progress
 
@@ -190,7 +190,7 @@ def reraise_task_error(err: BaseException) -> NoReturn:
     raise err
 
 
-class RayPool:
+class RayPool(ClosingPool):
     """Scoring actors of one model on a Ray cluster, and the shard queue that feeds them.
 
     Use as a context manager (the actors are killed on exit). `workers` holds the live actor handles.
@@ -339,11 +339,6 @@ class RayPool:
             ray.kill(actor)
         self.workers = []
 
-    def __enter__(self) -> RayPool:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 __all__ = [

@@ -233,6 +233,15 @@ class SweepShardTask:
         return shard_frame(scorer.name, self.shard, self.block, scores)
 
 
+def settle_scoring_fields(job: Any) -> None:
+    """The fields every scoring job shares, checked and settled when it is made (before a model loads): its
+    prompts (at least one, ids distinct) as a tuple, `out_dir` as a Path, the engine and the batch size."""
+    object.__setattr__(job, "prompts", tuple(check_prompts(job.prompts)))
+    object.__setattr__(job, "out_dir", Path(job.out_dir))
+    check_engine(job.engine)
+    check_batch_size(job.batch_size)
+
+
 @dataclass(frozen=True)
 class SweepJob:
     """Score every candidate token as the whole response to every prompt, into a run in `out_dir`."""
@@ -247,10 +256,7 @@ class SweepJob:
     engine: str = "cached"
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "prompts", tuple(check_prompts(self.prompts)))
-        object.__setattr__(self, "out_dir", Path(self.out_dir))
-        check_engine(self.engine)
-        check_batch_size(self.batch_size)
+        settle_scoring_fields(self)
         if self.shard_size < 1:
             raise UserError("--shard-size must be at least 1")
 
@@ -346,6 +352,7 @@ __all__ = [
     "run_sweep",
     "score_definition",
     "score_shard",
+    "settle_scoring_fields",
     "shard_frame",
     "template_identity",
 ]

@@ -19,11 +19,10 @@ import numpy as np
 import pandas as pd
 
 from rewardlens.config import ModelOptions, split_model_options
-from rewardlens.engine import check_batch_size, check_engine
 from rewardlens.errors import UserError
-from rewardlens.jobs.base import JobPlan, JobSummary, check_prompts
+from rewardlens.jobs.base import JobPlan, JobSummary
 from rewardlens.jobs.executor import loaded_or_spec, run_job
-from rewardlens.jobs.sweep import score_definition, template_identity
+from rewardlens.jobs.sweep import score_definition, settle_scoring_fields, template_identity
 from rewardlens.lexicons import Lexicon, load_lexicon
 from rewardlens.progress import Progress
 from rewardlens.prompts import Prompt
@@ -218,10 +217,7 @@ class WordsJob:
     engine: str = "cached"
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "prompts", tuple(check_prompts(self.prompts)))
-        object.__setattr__(self, "out_dir", Path(self.out_dir))
-        check_engine(self.engine)
-        check_batch_size(self.batch_size)
+        settle_scoring_fields(self)
         word_table(self.lexicon)  # a lexicon with wildcards is refused before a model is loaded
 
     @classmethod

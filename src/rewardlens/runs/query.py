@@ -76,7 +76,11 @@ def connect(runs: RunPaths, *, row_order: bool = False) -> duckdb.DuckDBPyConnec
             selects.append(f"SELECT *, {_sql_literal(directory)} AS run FROM read_parquet({file_list})")
     if not selects:
         raise UserError("no rows: the runs hold no shards yet")
-    config = {"memory_limit": MEMORY_LIMIT, "threads": THREADS, "temp_directory": SPILL_DIRECTORY}
+    config: dict[str, str | bool | int | float | list[str]] = {
+        "memory_limit": MEMORY_LIMIT,
+        "threads": THREADS,
+        "temp_directory": SPILL_DIRECTORY,
+    }
     connection = duckdb.connect(":memory:", config=config)
     connection.execute("CREATE VIEW scores AS " + " UNION ALL BY NAME ".join(selects))
     return connection
