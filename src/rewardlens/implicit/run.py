@@ -271,7 +271,7 @@ class ImplicitJob:
         ]
         label = "implicit vocabulary" if words is None else f"implicit {self.lexicon.name} words"  # type: ignore[union-attr]
         return JobPlan(
-            scorer, store, list(tasks), int(manifest["rows_expected"]), label, "implicit rewards", {"alignment": None}
+            scorer, store, list(tasks), int(manifest["rows_expected"]), label, "implicit rewards", ("alignment",)
         )
 
 

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from rewardlens.config import ModelOptions
+from rewardlens.engine import check_batch_size
 from rewardlens.errors import UserError
 from rewardlens.jobs.base import JobPlan
 from rewardlens.jobs.executor import run_job
@@ -96,8 +97,9 @@ class ActivationsJob:
             raise UserError(f"unknown pooling {self.pool!r}; choose from: {', '.join(POOLS)}")
         if self.template != "none" and self.prompt is None:
             raise UserError("--prompt is required with a chat template (or pass --template none for raw text)")
-        if self.block < 1 or self.batch_size < 1:
-            raise UserError("--batch-size must be at least 1")
+        check_batch_size(self.batch_size)
+        if self.block < 1:
+            raise UserError(f"a block of stimuli per shard must hold at least 1 (got {self.block})")
 
     def load_options(self, options: ModelOptions) -> ModelOptions:
         """The scorer's options: a raw-text job still loads a template (`plain`: every tokenizer has one)."""

@@ -53,7 +53,8 @@ class JobPlan:
     rows_expected: int
     label: str  # what the progress bar says, e.g. "vocabulary sweep"
     unit: str = "rows"  # what a row is, in the summary line ("candidates", "words", ...)
-    details: dict[str, Any] = field(default_factory=dict)  # job-specific facts a summary reports
+    # Manifest keys the summary reports besides the row counts (an implicit run: its `alignment`).
+    summary_keys: tuple[str, ...] = ()
     # When planned: the shards not yet on disk (a shard file that exists is complete: writes are atomic),
     # and the rows of those that are.
     todo: list[ShardTask] = field(init=False)

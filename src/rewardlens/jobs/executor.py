@@ -64,7 +64,7 @@ def execute(plan: JobPlan, pool: Pool, phase: PhaseProgress = no_progress, progr
         seconds=time.perf_counter() - started,
         complete=bool(manifest["complete"]),
         unit=plan.unit,
-        details={key: manifest.get(key) for key in plan.details},
+        details={key: manifest.get(key) for key in plan.summary_keys},
     )
 
 

@@ -268,7 +268,6 @@ class SweepJob:
 
     def plan(self, scorer: ScorerInfo, overwrite: bool = False) -> JobPlan:
         """Select the candidates, open (or resume) the run, and list every shard."""
-        self.refuse_other_run(overwrite)
         description = dict(scorer.describe())
         candidates = select_tokens(scorer.tokenizer, self.tokens, self.include_special)
         candidates, unscorable = _within_model(scorer, candidates)
