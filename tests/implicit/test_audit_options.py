@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-import rewardlens.implicit.models as implicit_models
-import rewardlens.scorers as scorers
+import rewardlens.scorers.language as implicit_models
+import rewardlens.scorers.model as scorers
 import rewardlens.study.run as study_run
 from rewardlens.config import ModelOptions
 from rewardlens.prompts import load_prompts

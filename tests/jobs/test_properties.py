@@ -34,7 +34,6 @@ from rewardlens.engine.cached import run_cached
 from rewardlens.engine.readouts import BatchStates
 from rewardlens.engine.requests import ScoreRequest, group_by_prompt
 from rewardlens.errors import UserError
-from rewardlens.implicit.measures import implicit_reward
 from rewardlens.jobs.base import JobPlan
 from rewardlens.jobs.executor import execute
 from rewardlens.jobs.pools import LocalPool
@@ -42,6 +41,7 @@ from rewardlens.jobs.sweep import Shard, SweepJob, plan_shards
 from rewardlens.models.templates import ConversationTemplate
 from rewardlens.prompts import Prompt, prompts_from_texts
 from rewardlens.runs.store import RunStore, load_run, read_manifest, shard_files
+from rewardlens.scorers.implicit import implicit_reward
 
 PROPERTY = settings(deadline=None, max_examples=50, suppress_health_check=[HealthCheck.too_slow])
 # Each example of the resume properties writes two runs of Parquet shards.

@@ -10,11 +10,12 @@ import pandas as pd
 import pytest
 
 from rewardlens.errors import UserError
-from rewardlens.jobs.words import run_words, score_words, word_table
+from rewardlens.jobs.words import run_words, word_table
 from rewardlens.lexicons import load_lexicon
 from rewardlens.prompts import load_prompts
 from rewardlens.runs import load_run, read_manifest
 from rewardlens.scorers import load_scorer
+from rewardlens.scorers.words import score_words
 from rewardlens.study.audit import run_audit
 
 

@@ -7,10 +7,10 @@ from typing import Any
 
 from rewardlens.config import DEFAULT_POLICY_TEMPLATE, DEFAULT_REFERENCE_TEMPLATE, model_options
 from rewardlens.errors import UserError
-from rewardlens.implicit.measures import implicit_reward
-from rewardlens.implicit.models import load_language_model
-from rewardlens.implicit.pairing import pair_vocabularies, vocabulary_logprobs
 from rewardlens.scorers import ModelScorer
+from rewardlens.scorers.implicit import implicit_reward
+from rewardlens.scorers.language import load_language_model
+from rewardlens.scorers.pairing import pair_vocabularies, vocabulary_logprobs
 
 
 def _plain_forward_seconds(scorer: ModelScorer, prompt: str) -> float:

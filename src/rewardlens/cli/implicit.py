@@ -97,7 +97,7 @@ def implicit(
 ) -> None:
     """Implicit rewards log p_policy - log p_reference over the vocabulary or a lexicon, as a run."""
     from rewardlens.implicit import run_implicit
-    from rewardlens.implicit.run import alignment_line
+    from rewardlens.jobs.implicit import alignment_line
 
     cluster = ray_options(ray, workers, gpus_per_worker)
     if cluster is not None and (cluster.workers or 1) != 1:

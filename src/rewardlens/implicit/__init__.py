@@ -30,18 +30,17 @@ with `logp_policy`, `logp_reference` and the usual sweep or word columns.
 
 from __future__ import annotations
 
-from rewardlens.implicit.measures import check_measure, implicit_reward, score_definition
-from rewardlens.implicit.models import load_language_model, require_language_model, response_lead
-from rewardlens.implicit.pairing import VocabularyPairing, pair_vocabularies, vocabulary_logprobs, word_logprobs
-from rewardlens.implicit.run import (
-    ImplicitJob,
-    implicit_model_spec,
-    implicit_on_ray,
-    run_implicit,
-)
+# The pieces live where their layer is: the scorer kinds in `rewardlens.scorers` (language models, pairing, the
+# measures), the resumable run in `rewardlens.jobs.implicit`; this package is the one place to import them from.
+from rewardlens.jobs.implicit import ImplicitJob, alignment_line, implicit_model_spec, implicit_on_ray, run_implicit
+from rewardlens.scorers.implicit import ScorerPair, check_measure, implicit_reward, score_definition
+from rewardlens.scorers.language import load_language_model, require_language_model, response_lead
+from rewardlens.scorers.pairing import VocabularyPairing, pair_vocabularies, vocabulary_logprobs, word_logprobs
 
 __all__ = [
     "ImplicitJob",
+    "ScorerPair",
+    "alignment_line",
     "VocabularyPairing",
     "check_measure",
     "implicit_model_spec",

@@ -2,5 +2,6 @@
 
 `base` (the Job protocol, plans, the one summary), `executor` (plan, score the missing shards, finish),
 `pools` / `ray_pool` (where shards are scored), and one module per kind of job: `sweep` (every token of the
-vocabulary), `words` (every word of a lexicon). Implicit-reward runs are `rewardlens.implicit.run`.
+vocabulary), `words` (every word of a lexicon), `implicit` (a policy and a reference side by side), `activations`
+(hidden states of stimuli, for `similarity layers`).
 """

@@ -27,7 +27,7 @@ from rewardlens.lexicons import Lexicon, load_lexicon
 from rewardlens.progress import Progress
 from rewardlens.prompts import Prompt
 from rewardlens.runs.store import RunStore, refuse_other_run
-from rewardlens.scorers import scores_first_token_logprobs
+from rewardlens.scorers.words import score_words
 
 if TYPE_CHECKING:
     from rewardlens.jobs.ray_pool import RayOptions
@@ -70,43 +70,6 @@ def shard_name(index: int) -> str:
 
 def count_rows_expected(n_words: int, prompts: Sequence[Prompt]) -> int:
     return n_words * len(prompts)
-
-
-def score_words(
-    scorer: ModelScorer,
-    prompt: str,
-    texts: Sequence[str],
-    *,
-    engine: str = "cached",
-    batch_size: int | None = None,
-    progress: Progress = None,
-) -> np.ndarray:
-    """`scorer.score_texts(prompt, texts)`, with a shortcut for a language model's one-token words.
-
-    A language model's score of a word is the summed log-probability of its tokens. Where the rendered
-    conversation is exactly the prompt's prefix ids plus one token, that is one entry of the first-token
-    log-probabilities, which one forward pass gives for the whole vocabulary; only the longer words go
-    through the engine. The token ids are those of the full conversation either way.
-    """
-    if not scores_first_token_logprobs(scorer):
-        return np.asarray(
-            scorer.score_texts(prompt, list(texts), engine=engine, batch_size=batch_size, progress=progress)
-        )
-    prefix = tuple(scorer.template.prefix_ids(prompt))
-    requests = scorer.text_requests(prompt, list(texts))
-    single = [i for i, r in enumerate(requests) if r.prompt_ids == prefix and len(r.continuation_ids) == 1]
-    scores = np.full(len(texts), np.nan)
-    if single:
-        vector = scorer.first_token_logprobs(prompt)
-        scores[single] = vector[[requests[i].continuation_ids[0] for i in single]]
-        if progress:
-            progress(len(single))
-    rest = sorted(set(range(len(texts))) - set(single))
-    if rest:
-        scores[rest] = scorer.score_requests(
-            [requests[i] for i in rest], engine=engine, batch_size=batch_size, progress=progress
-        )
-    return scores
 
 
 def words_sha1(words: pd.DataFrame) -> str:
@@ -273,7 +236,6 @@ __all__ = [
     "WordsJob",
     "refuse_other_words_run",
     "run_words",
-    "score_words",
     "shard_name",
     "word_shard_frame",
     "word_table",

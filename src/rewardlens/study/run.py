@@ -22,10 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from rewardlens.errors import UserError
-from rewardlens.implicit.models import load_language_model, loaded_language_model
-from rewardlens.implicit.run import implicit_model_spec, implicit_on_ray, run_implicit
 from rewardlens.jobs.base import Job
 from rewardlens.jobs.executor import run_jobs
+from rewardlens.jobs.implicit import implicit_model_spec, implicit_on_ray, run_implicit
 from rewardlens.jobs.ray_pool import RayOptions
 from rewardlens.jobs.sweep import SweepJob
 from rewardlens.jobs.words import WordsJob
@@ -34,6 +33,7 @@ from rewardlens.lexicons import load_lexicon
 from rewardlens.progress import PhaseProgress, no_progress
 from rewardlens.prompts import Prompt, load_prompts
 from rewardlens.runs.store import is_complete_run, read_manifest, shard_files
+from rewardlens.scorers.language import load_language_model, loaded_language_model
 from rewardlens.study.analyses import analyse
 from rewardlens.study.schema import ImplicitSection, Study, StudyModel, StudyResult
 

@@ -1,13 +1,17 @@
-"""The implicit-reward measures: the DPO log-ratio and the mean-weighted log-ratio, both times beta."""
+"""The implicit-reward scorer: a policy and a reference language model side by side, and its measures
+(the DPO log-ratio and the mean-weighted log-ratio, both times beta)."""
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from rewardlens.config import MEASURES
 from rewardlens.errors import UserError
+from rewardlens.scorers.model import ModelScorer
 
 
 def implicit_reward(
@@ -38,4 +42,26 @@ def score_definition(measure: str, beta: float, responses: str) -> str:
     return f"0.5 * (p_policy(y|x) + p_reference(y|x)) * {ratio}, y = {what}"
 
 
-__all__ = ["check_measure", "implicit_reward", "score_definition"]
+@dataclass(frozen=True)
+class ScorerPair:
+    """The scorer of an implicit job: the policy and the reference language models, loaded side by side."""
+
+    policy: ModelScorer
+    reference: ModelScorer
+
+    @property
+    def name(self) -> str:
+        return f"implicit:{self.policy.name}|{self.reference.name}"
+
+    kind = "implicit"
+    include_end = False
+
+    @property
+    def tokenizer(self) -> Any:
+        return self.policy.tokenizer
+
+    def describe(self) -> dict[str, Any]:
+        return {"policy": self.policy.describe(), "reference": self.reference.describe()}
+
+
+__all__ = ["ScorerPair", "check_measure", "implicit_reward", "score_definition"]

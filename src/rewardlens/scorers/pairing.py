@@ -12,10 +12,10 @@ import pandas as pd
 
 from rewardlens.analysis.alignment import TEXT_RULES, TextAlignment, align_vocabularies, describe_rule
 from rewardlens.errors import UserError
-from rewardlens.implicit.models import n_logits, response_lead, same_vocabulary
-from rewardlens.jobs.words import score_words
 from rewardlens.models.vocabulary import select_tokens
-from rewardlens.scorers import ModelScorer
+from rewardlens.scorers.language import n_logits, response_lead, same_vocabulary
+from rewardlens.scorers.model import ModelScorer
+from rewardlens.scorers.words import score_words
 
 ALIGN_MODES = ("text", "id")
 ID_RULE = "same tokenizer: policy and reference log-probabilities of the same token id (template boundary included)"

@@ -9,7 +9,7 @@ from rewardlens.config import DEFAULT_POLICY_TEMPLATE, ModelOptions, model_optio
 from rewardlens.errors import UserError
 from rewardlens.models.loading import load_model, text_config
 from rewardlens.models.templates import make_template, parse_date
-from rewardlens.scorers import ModelScorer
+from rewardlens.scorers.model import ModelScorer
 
 NAMED_TEMPLATES = ("chat", "plain", "plain-nospace")
 

@@ -24,16 +24,6 @@ from rewardlens.config import (
     model_options,
 )
 from rewardlens.errors import UserError
-from rewardlens.implicit.measures import check_measure, implicit_reward, score_definition
-from rewardlens.implicit.models import check_template_option, load_language_model, require_language_model, spec_of
-from rewardlens.implicit.pairing import (
-    VocabularyPairing,
-    alignment_rule,
-    check_alignment,
-    pair_vocabularies,
-    vocabulary_logprobs,
-    word_logprobs,
-)
 from rewardlens.jobs.base import JobPlan, JobSummary
 from rewardlens.jobs.executor import run_job
 from rewardlens.jobs.ray_pool import RayOptions, connect_ray, import_ray, reraise_task_error, worker_shape
@@ -45,6 +35,16 @@ from rewardlens.prompts import Prompt
 from rewardlens.runs import count_rows
 from rewardlens.runs.store import RunStore, has_run, refuse_other_run
 from rewardlens.scorers import ModelScorer
+from rewardlens.scorers.implicit import ScorerPair, check_measure, implicit_reward, score_definition
+from rewardlens.scorers.language import check_template_option, load_language_model, require_language_model, spec_of
+from rewardlens.scorers.pairing import (
+    VocabularyPairing,
+    alignment_rule,
+    check_alignment,
+    pair_vocabularies,
+    vocabulary_logprobs,
+    word_logprobs,
+)
 
 # What makes two implicit runs "the same run": these are known before a model is loaded.
 EARLY_IDENTITY_KEYS = (
@@ -87,28 +87,6 @@ def alignment_line(alignment: dict[str, Any]) -> str:
         f"{policy['n_unshared_texts']:,} / {reference['n_unshared_texts']:,} texts only one side has, "
         f"{policy['n_unusable_ids']:,} / {reference['n_unusable_ids']:,} empty or undecodable ids"
     )
-
-
-@dataclass(frozen=True)
-class ScorerPair:
-    """The scorer of an implicit job: the policy and the reference language models, loaded side by side."""
-
-    policy: ModelScorer
-    reference: ModelScorer
-
-    @property
-    def name(self) -> str:
-        return f"implicit:{self.policy.name}|{self.reference.name}"
-
-    kind = "implicit"
-    include_end = False
-
-    @property
-    def tokenizer(self) -> Any:
-        return self.policy.tokenizer
-
-    def describe(self) -> dict[str, Any]:
-        return {"policy": self.policy.describe(), "reference": self.reference.describe()}
 
 
 def _run_frame(values: pd.DataFrame, model: str, prompt: Prompt, measure: str, beta: float) -> pd.DataFrame:

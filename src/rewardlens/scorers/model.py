@@ -1,4 +1,4 @@
-"""The kinds of scorer behind one protocol: a reward model, or the log-probability of a language model.
+"""A scorer of reward models and language models: one model, its template and its engine (`load_scorer`).
 
 A scorer turns (prompt, response) pairs into exact id sequences with its template and hands them
 to an engine; it never computes statistics.
