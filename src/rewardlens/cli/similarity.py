@@ -1,4 +1,4 @@
-"""`rewardlens similarity arrays|compare|layers|measures` and `rewardlens bench similarity`."""
+"""`rewardlens similarity arrays|compare|layers|measures|sensitivity` and `rewardlens bench similarity`."""
 
 from __future__ import annotations
 
@@ -258,6 +258,58 @@ def measures_command(
     Console().print(table)
 
 
+@similarity_app.command("sensitivity")
+def sensitivity_command(
+    measure: Annotated[
+        str, typer.Option("--measure", "-m", help="Comma-separated measures.")
+    ] = "rv,rv2,linear-cka,debiased-cka",
+    n: Annotated[str, typer.Option("--n", help="Comma-separated numbers of stimuli (rows).")] = "20,50,200,1000",
+    d: Annotated[str, typer.Option("--d", help="Comma-separated numbers of features (columns).")] = "64,512",
+    repeats: Annotated[int, typer.Option(help="Independent draws per (relation, n, d).")] = 10,
+    seed: Annotated[int, typer.Option(help="Seed of the generated arrays.")] = 0,
+    noise: Annotated[float, typer.Option(help="Noise sd of the linear relation Y = XW/sqrt(d) + noise E.")] = 1.0,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON line per (measure, relation, n, d).")] = False,
+    out: Annotated[
+        Path | None, typer.Option(help="Folder for sensitivity.csv, sensitivity_values.csv and sensitivity.png.")
+    ] = None,
+) -> None:
+    """Each measure on independent data (true similarity 0) and on a noisy linear relation, as n and d change."""
+    from rewardlens.report.similarity_plots import save_sensitivity_figure
+    from rewardlens.similarity.sensitivity import (
+        SensitivityConfig,
+        parse_int_list,
+        parse_name_list,
+        run_sensitivity,
+        write_tables,
+    )
+
+    config = SensitivityConfig(
+        measures=parse_name_list(measure, "--measure"),
+        n=parse_int_list(n, "--n"),
+        d=parse_int_list(d, "--d"),
+        repeats=repeats,
+        seed=seed,
+        noise=noise,
+    )
+    with progress_bar(Console(stderr=True), "draws", config.draws) as advance:
+        result = run_sensitivity(config, progress=advance)
+    if out is not None:
+        paths = write_tables(result, out)
+        paths.append(save_sensitivity_figure(result.summary, out / "sensitivity.png"))
+        typer.echo(f"wrote {', '.join(str(path) for path in paths)}", err=True)
+    if as_json:
+        for record in result.records():
+            typer.echo(json.dumps(record))
+        return
+    table = Table("measure", "relation", "n", "d", "mean", "sd", title=f"{config.repeats} draws each, seed {seed}")
+    for record in result.records():
+        table.add_row(
+            str(record["measure"]), str(record["relation"]), str(record["n"]), str(record["d"]),
+            f"{record['mean']:.4f}", f"{record['sd']:.4f}",
+        )
+    Console().print(table)
+
+
 @bench_app.command("similarity")
 def bench_similarity_command(
     n: Annotated[int, typer.Option(help="Stimuli (rows).")] = 3000,
@@ -277,15 +329,6 @@ def bench_similarity_command(
 
 @similarity_app.command("layers")
 def layers_command(
-    model: Annotated[
-        list[str],
-        typer.Option(
-            "--model",
-            "-m",
-            help="Model (directory, .gguf, hub id, alias); "
-            "give it twice to compare two models, e.g. an RM and its base.",
-        ),
-    ],
     stimuli: Annotated[
         str,
         typer.Option(
@@ -298,6 +341,14 @@ def layers_command(
             help="Output folder: similarity.csv, the heatmaps, and activations/<model>/ (a run each, resumable)."
         ),
     ],
+    model: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--model",
+            "-m",
+            help="Model (directory, .gguf, hub id, alias); repeat it to compare models, e.g. an RM and its base.",
+        ),
+    ] = None,
     prompt: Annotated[str | None, typer.Option(help="The prompt each stimulus answers (with a template).")] = None,
     template: Annotated[
         str | None, typer.Option(help="chat (default), plain, FILE.jinja, or none for raw text.")
@@ -316,6 +367,10 @@ def layers_command(
     dtype: Annotated[str, typer.Option(help="auto|float32|bfloat16|float16.")] = "auto",
     device: Annotated[str, typer.Option(help="auto|cpu|cuda[:N].")] = "auto",
     trust_remote_code: Annotated[bool, typer.Option("--trust-remote-code", help="Allow the model's own code.")] = False,
+    ablation: Annotated[
+        Path | None,
+        typer.Option(help="An `ablate` output folder: every checkpoint of its trained cells joins the models."),
+    ] = None,
 ) -> None:
     """Compare the hidden states of every layer (embeddings and each block) within and across models."""
     from rewardlens.engine import check_batch_size
@@ -323,16 +378,23 @@ def layers_command(
     from rewardlens.similarity import get_measure
     from rewardlens.similarity.activations import POOLS
     from rewardlens.similarity.layers import (
+        ablation_checkpoints,
         layer_similarity,
         load_stimuli,
         model_activations,
         model_labels,
         options_for,
+        pair_count,
         safe_name,
     )
 
-    if not 1 <= len(model) <= 2:
-        raise UserError("give one or two --model")
+    specs = dict(zip(model_labels(model or []), model or [], strict=True))
+    for label, path in ablation_checkpoints(ablation) if ablation is not None else []:
+        if label in specs:
+            raise UserError(f"two models are labelled {label!r}; compare the checkpoint by --ablation only")
+        specs[label] = str(path)
+    if not specs:
+        raise UserError("give at least one --model (or --ablation DIR)")
     check_batch_size(batch_size)
     names = [name.strip() for name in measure.split(",") if name.strip()]
     chosen = [get_measure(name) for name in names]
@@ -343,10 +405,10 @@ def layers_command(
     texts = load_stimuli(stimuli)
     if template != "none" and prompt is None:
         raise UserError("--prompt is required with a chat template (or pass --template none for raw text)")
-    labels = model_labels(model)
+    labels = list(specs)
     console = Console(stderr=True)
     activations = {}
-    for label, spec in zip(labels, model, strict=True):
+    for label, spec in specs.items():
         with progress_bar(console, f"hidden states {label}", len(texts)) as advance:
             activations[label] = model_activations(
                 spec,
@@ -361,8 +423,7 @@ def layers_command(
                 trust_remote_code=trust_remote_code,
                 progress=advance,
             )
-    pairs = sum(len(activations[a]) * len(activations[b]) for i, a in enumerate(labels) for b in labels[i:])
-    with progress_bar(console, "layer pairs", pairs * len(chosen)) as advance:
+    with progress_bar(console, "layer pairs", pair_count(activations) * len(chosen)) as advance:
         frame = layer_similarity(
             activations,
             names,

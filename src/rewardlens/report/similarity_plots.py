@@ -54,3 +54,37 @@ def save_layer_heatmaps(
         plt.close(figure)
         paths.append(path)
     return paths
+
+
+def sensitivity_figure(summary: pd.DataFrame) -> Figure:
+    """Mean +- sd of each measure against the number of stimuli: one panel per (relation, d)."""
+    relations = list(dict.fromkeys(summary.relation))
+    widths = sorted(set(summary.d))
+    figure, axes = plt.subplots(
+        len(relations), len(widths), figsize=(4.4 * len(widths), 3.4 * len(relations)), squeeze=False, sharex=True
+    )
+    for row, relation in enumerate(relations):
+        for col, width in enumerate(widths):
+            axis = axes[row][col]
+            panel = summary[(summary.relation == relation) & (summary.d == width)]
+            for measure, lines in panel.groupby("measure", sort=False):
+                lines = lines.sort_values("n")
+                n, mean, sd = lines.n.to_numpy(float), lines["mean"].to_numpy(float), lines.sd.to_numpy(float)
+                axis.plot(n, mean, marker="o", label=str(measure))
+                axis.fill_between(n, mean - sd, mean + sd, alpha=0.2)
+            axis.axhline(0.0, color="grey", linewidth=0.8, linestyle=":")
+            axis.set_xscale("log")
+            axis.set_title(f"{relation}, d = {width}")
+            axis.set_xlabel("stimuli n")
+            axis.set_ylabel("value (mean +- sd)")
+    axes[0][0].legend(fontsize="small")
+    figure.suptitle("similarity of X and Y as n and d change (independent: the truth is 0)")
+    figure.tight_layout()
+    return figure
+
+
+def save_sensitivity_figure(summary: pd.DataFrame, path: Path) -> Path:
+    figure = sensitivity_figure(summary)
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return path

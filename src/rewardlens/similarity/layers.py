@@ -1,5 +1,8 @@
-"""Every layer of one or two models against every layer: the table behind `rewardlens similarity layers`.
+"""Every layer of several models against every layer: the table behind `rewardlens similarity layers`.
 
+`layer_similarity` takes per-layer arrays from any source — the hidden states of transformer models
+(`model_activations`, through the activations job) or the hidden layers of the small networks of the
+training-recipes study (`rewardlens.training.recipes`) — so both are compared by one code path.
 Each layer's activations become one `Representation`, built once; its Gram matrix, covariance, RDM
 and kernel matrices are memoized there, so the L_a x L_b layer pairs reuse them instead of
 rereading activations. Within one model the table is symmetric and only i <= j is computed.
@@ -35,6 +38,8 @@ from rewardlens.similarity.pair import Pair
 from rewardlens.similarity.registry import Measure, get_measure
 from rewardlens.similarity.representation import Representation
 from rewardlens.similarity.validation import as_float64, check_min_rows, check_same_rows
+from rewardlens.training.ablate import ablation_cells
+from rewardlens.training.train import CHECKPOINTS
 
 COLUMNS = ["model_a", "layer_a", "model_b", "layer_b", "measure", "value"]
 
@@ -89,13 +94,16 @@ def layer_similarity(
     bootstrap: int = 0,
     seed: int = 0,
     level: float = 0.95,
+    pairs: Sequence[tuple[str, str]] | None = None,
     progress: Progress = None,
 ) -> pd.DataFrame:
     """One row per (model pair, layer pair, measure); with p_value / ci_low, ci_high when asked.
 
     `activations` maps a model label to its layers' arrays (stimuli x hidden size, the same stimuli
-    in the same order for every model). Pairs are every model with itself and with each other. A
-    layer that is identical for every stimulus gets NaN (listed in `frame.attrs["constant_layers"]`).
+    in the same order for every model). Pairs are every model with itself and with each other, or
+    only the (model_a, model_b) `pairs` given (in the order of `activations`). A layer that is
+    identical for every stimulus gets NaN (listed in `frame.attrs["constant_layers"]`). p-values
+    permute the stimuli (rows of model_b's layer); intervals resample the stimuli.
     """
     if not activations:
         raise UserError("no activations to compare")
@@ -114,7 +122,7 @@ def layer_similarity(
     indices = bootstrap_indices(rows, bootstrap, seed) if bootstrap else None
 
     records: list[dict[str, Any]] = []
-    for model_a, model_b in combinations_with_replacement(models, 2):
+    for model_a, model_b in model_pairs(models, pairs):
         count_a, count_b = len(activations[model_a]), len(activations[model_b])
         for layer_a in range(count_a):
             for layer_b in range(layer_a if model_a == model_b else 0, count_b):
@@ -145,6 +153,32 @@ def layer_similarity(
     return frame.sort_values(["model_a", "model_b", "measure", "layer_a", "layer_b"], kind="stable").reset_index(
         drop=True
     )
+
+
+def model_pairs(models: Sequence[str], pairs: Sequence[tuple[str, str]] | None) -> list[tuple[str, str]]:
+    """Every model with itself and each later one, or the `pairs` asked for, each put in `models` order."""
+    if pairs is None:
+        return list(combinations_with_replacement(models, 2))
+    position = {model: index for index, model in enumerate(models)}
+    chosen: list[tuple[str, str]] = []
+    for pair in pairs:
+        missing = [model for model in pair if model not in position]
+        if missing:
+            raise UserError(f"pair {pair!r} names {missing[0]!r}, which has no activations")
+        ordered = tuple(sorted(pair, key=position.__getitem__))
+        if ordered not in chosen:
+            chosen.append((ordered[0], ordered[1]))
+    return chosen
+
+
+def pair_count(activations: Mapping[str, Sequence[Any]], pairs: Sequence[tuple[str, str]] | None = None) -> int:
+    """The number of layer pairs `layer_similarity` computes per measure (for a progress bar)."""
+    total = 0
+    for model_a, model_b in model_pairs(list(activations), pairs):
+        count_a, count_b = len(activations[model_a]), len(activations[model_b])
+        # Within one model only layer_a <= layer_b is computed (the table is symmetric).
+        total += count_a * (count_a + 1) // 2 if model_a == model_b else count_a * count_b
+    return total
 
 
 def _inference(
@@ -196,6 +230,19 @@ def model_labels(specs: Sequence[str]) -> list[str]:
             label, copy = f"{base}#{copy}", copy + 1
         labels.append(label)
     return labels
+
+
+def ablation_checkpoints(directory: str | Path) -> list[tuple[str, Path]]:
+    """(label, checkpoint directory) of every checkpoint of every trained cell of an `ablate` run, labelled
+    `<cell>/step-NNNNNN`, in the ablation's order of cells and steps."""
+    root = Path(directory)
+    checkpoints = [
+        (f"{row['cell']}/{row['words'].name}", root / row["cell"] / "train" / CHECKPOINTS / row["words"].name)
+        for row in ablation_cells(root)
+    ]
+    if not checkpoints:
+        raise UserError(f"{directory}: the ablation has no trained cell with checkpoints yet")
+    return checkpoints
 
 
 def model_activations(
