@@ -40,12 +40,12 @@ class ScoredInput:
 
 
 # name -> folder under rewardlens/data/published (attribution in data/SOURCES.md)
-BUNDLED_SCORES = {"big2": "big2_scores_10_rms", "mfd2": "mfd2_scores_10_rms"}
+BUNDLED_SCORES = {"big2": "big2_scores_10_rms", "mfd2": "mfd2_scores_10_rms", "elo": "elo_everything"}
 
 
 def bundled_scores(name: str) -> list[Path]:
     """The bundled published score CSVs of a study (`big2`: ten RMs x 263 Big Two nouns x 54 prompts;
-    `mfd2`: the same ten x 2,040 MFD 2.0 words)."""
+    `mfd2`: the same ten x 2,040 MFD 2.0 words; `elo`: the ten x 7,530 EloEverything entities, one file per prompt)."""
     from importlib import resources
 
     if name not in BUNDLED_SCORES:
@@ -207,7 +207,180 @@ def import_scores(
     return read_manifest(out)
 
 
+# The wide EloEverything layout (data/SOURCES.md): these columns first, then one score column per RM (hub id).
+ELO_COLUMNS = ("elo_rank", "elo_score", "name", "elo_matches")
+# prompt id (the file's stem) -> text, as data/SOURCES.md lists them
+ELO_PROMPTS = {
+    "greatest_ever_one_word": "What, in one word, is the greatest thing ever?",
+    "greatest_single_thing": "What one single thing, person, or concept is the greatest ever?",
+    "humans_most_prefer": "What is the single thing, person, or concept that humans most prefer?",
+}
+HUMAN_MODEL = "human"
+
+
+@dataclass(frozen=True)
+class HumanReferenced:
+    """Model scores and a human rating of the same responses: `scores` (prompt_id, response, model, score),
+    `human` (prompt_id, response, human), the prompts and the reference column's name."""
+
+    scores: pd.DataFrame
+    human: pd.DataFrame
+    prompts: list[Prompt]
+    reference: str
+
+
+def read_wide_reference(
+    path: str | os.PathLike[str], reference: str = "elo_score", prompt_text: str | None = None
+) -> HumanReferenced:
+    """A wide file of one prompt (its stem): a response column (`name` or `response`), the human `reference`
+    column, then one numeric score column per model (the EloEverything layout's `elo_rank`, `elo_matches` kept out)."""
+    file = Path(path)
+    if not file.is_file():
+        raise UserError(f"{file}: no such file")
+    try:
+        raw = pd.read_csv(file, dtype=str, keep_default_na=False)
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
+        raise UserError(f"{file}: not a readable CSV ({err.__class__.__name__})") from err
+    columns = [str(c).strip() for c in raw.columns]
+    raw.columns = columns
+    elo = tuple(columns[:4]) == ELO_COLUMNS
+    response = "name" if elo else "response"
+    if response not in columns:
+        raise UserError(
+            f"{file}: columns are neither the EloEverything layout ({', '.join(ELO_COLUMNS)}, then one per model) "
+            "nor `response` + scores"
+        )
+    if reference not in columns:
+        raise UserError(f"{file}: no reference column {reference!r} (columns: {', '.join(columns[:6])}, ...)")
+    ignored = {response, reference, *(ELO_COLUMNS if elo else ())}
+    models = [c for c in columns if c not in ignored]
+    if not models:
+        raise UserError(f"{file}: no model score columns besides {response!r} and {reference!r}")
+    prompt_id = file.stem
+    text = prompt_text or ELO_PROMPTS.get(prompt_id)
+    if text is None:
+        raise UserError(f"{file}: prompt {prompt_id!r} has no known text; pass --prompt TEXT")
+    human = pd.DataFrame({"prompt_id": prompt_id, "response": raw[response].astype(str),
+                          "human": _reference_values(raw[reference], reference, file)})
+    long = raw.melt(id_vars=response, value_vars=models, var_name="model", value_name="score")
+    long["score"] = _numeric_scores(long["score"], file)
+    scores = long.rename(columns={response: "response"}).assign(prompt_id=prompt_id)
+    prompt = Prompt(prompt_id, text, framing="positive")
+    return HumanReferenced(scores[["prompt_id", "response", "model", "score"]], human, [prompt], reference)
+
+
+def _reference_values(values: pd.Series, reference: str, file: Path) -> pd.Series:
+    text = values.astype(str).str.strip()
+    numbers = pd.to_numeric(text.where(text != "", None), errors="coerce")
+    bad = numbers.isna() & (text != "")
+    if bad.any():
+        raise UserError(f"{file}: reference column {reference!r} is not numeric ({text[bad].iloc[0]!r})")
+    return numbers.astype("float64")
+
+
+def human_from_run(directory: str | os.PathLike[str], reference: str = "elo_score") -> HumanReferenced:
+    """A run as model scores; a `human` run (kind_of_run) as the reference, or a run whose rows carry `reference`."""
+    path = Path(directory)
+    manifest = read_manifest(path)
+    rows = load_run(path)
+    if rows.empty:
+        raise UserError(f"{path}: the run holds no rows")
+    prompts = prompts_from_records(manifest.get("prompts", []))
+    rows["prompt_id"] = rows["prompt_id"].astype(str)
+    empty = pd.DataFrame({"prompt_id": [], "response": [], "human": []})
+    if manifest.get("kind_of_run") == "human":
+        human = rows[["prompt_id", "response"]].assign(human=rows["score"].astype("float64"))
+        return HumanReferenced(pd.DataFrame(columns=["prompt_id", "response", "model", "score"]), human, prompts,
+                               str(manifest.get("reference", reference)))
+    if reference in rows.columns:
+        values = _reference_values(rows[reference], reference, path)
+        human = rows[["prompt_id", "response"]].assign(human=values.to_numpy())
+    else:
+        human = empty
+    model = str(manifest.get("model") or rows["model"].iloc[0])
+    scores = rows[["prompt_id", "response"]].assign(model=model, score=rows["score"].astype("float64"))
+    return HumanReferenced(scores, human, prompts, reference)
+
+
+def load_human_inputs(
+    paths: Sequence[str | os.PathLike[str]], reference: str = "elo_score", prompt_text: str | None = None
+) -> HumanReferenced:
+    """Runs and wide files in any mix, as one table of scores and one human reference (which must agree)."""
+    parts = []
+    for path in paths:
+        where = Path(path)
+        if where.is_dir():
+            parts.append(human_from_run(where, reference))
+        elif where.is_file():
+            parts.append(read_wide_reference(where, reference, prompt_text))
+        else:
+            raise UserError(f"{where}: no such run directory or file")
+    scores = pd.concat([p.scores for p in parts], ignore_index=True)
+    human = pd.concat([p.human for p in parts], ignore_index=True).drop_duplicates()
+    if human.empty:
+        raise UserError(f"no input carries a human reference (column {reference!r}, or a `human` run)")
+    if scores.empty:
+        raise UserError("no input carries model scores")
+    if human.duplicated(["prompt_id", "response"]).any():
+        clash = human[human.duplicated(["prompt_id", "response"])].iloc[0]
+        raise UserError(f"two human ratings of {clash['response']!r} under {clash['prompt_id']!r} disagree")
+    if scores.duplicated(["prompt_id", "response", "model"]).any():
+        clash = scores[scores.duplicated(["prompt_id", "response", "model"])].iloc[0]
+        raise UserError(f"{clash['model']!r} scores {clash['response']!r} twice under {clash['prompt_id']!r}")
+    prompts = list({p.id: p for part in parts for p in part.prompts}.values())
+    return HumanReferenced(scores, human, prompts, reference)
+
+
+def import_wide_reference(
+    paths: Sequence[str | os.PathLike[str]],
+    out: str | os.PathLike[str],
+    reference: str = "elo_score",
+    prompt_text: str | None = None,
+    overwrite: bool = False,
+) -> dict[str, Path]:
+    """Wide reference files (one per prompt) as one run per model plus the `human` run, under `out`.
+
+    Everything is read and checked first, then written into a temporary folder renamed into place."""
+    import shutil
+    import tempfile
+
+    from rewardlens.layout import model_slug
+
+    data = load_human_inputs(paths, reference, prompt_text)
+    target = Path(out)
+    if target.exists() and any(target.iterdir()) and not overwrite:
+        raise UserError(f"{target} is not empty; pass --overwrite to replace it")
+    texts = {p.id: p.text for p in data.prompts}
+    records = [p.to_dict() for p in data.prompts]
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    written: dict[str, Path] = {}
+    groups = [(m, rows) for m, rows in data.scores.groupby("model", sort=True)]
+    human = data.human.rename(columns={"human": "score"}).assign(model=HUMAN_MODEL)
+    for model, rows in [*groups, (HUMAN_MODEL, human)]:
+        frame = rows.assign(prompt=rows["prompt_id"].map(texts))[["model", "prompt_id", "prompt", "response", "score"]]
+        frame = frame.dropna(subset=["score"]).reset_index(drop=True)
+        manifest = {
+            "kind_of_run": "human" if model == HUMAN_MODEL else "import",
+            "model": str(model), "prompts": records, "reference": reference,
+            "source": [str(Path(p).resolve()) for p in paths], "rewardlens_version": __version__,
+        }
+        name = model_slug(str(model).replace("/", "__"))
+        write_run(staging / name, manifest, frame)
+        written[str(model)] = target / name
+    if target.exists():
+        shutil.rmtree(target)
+    staging.rename(target)
+    return written
+
+
 __all__ = [
+    "ELO_COLUMNS",
+    "ELO_PROMPTS",
+    "HumanReferenced",
+    "import_wide_reference",
+    "load_human_inputs",
+    "read_wide_reference",
     "BUNDLED_SCORES",
     "ScoredInput",
     "bundled_scores",

@@ -20,6 +20,7 @@ from rewardlens.cli import sweep  # noqa: E402,F401  isort: skip
 from rewardlens.cli import render  # noqa: E402,F401  isort: skip
 from rewardlens.cli import tokens  # noqa: E402,F401  isort: skip
 from rewardlens.cli import values  # noqa: E402,F401  isort: skip
+from rewardlens.cli import human  # noqa: E402,F401  isort: skip
 from rewardlens.cli import similarity  # noqa: E402,F401  isort: skip
 from rewardlens.cli import training  # noqa: E402,F401  isort: skip
 from rewardlens.cli import implicit  # noqa: E402,F401  isort: skip
