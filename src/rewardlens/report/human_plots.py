@@ -20,7 +20,8 @@ def save_tau_heatmap(pairs: pd.DataFrame, out: Path) -> Path:
     import matplotlib.pyplot as plt
 
     prompts = sorted(pairs["prompt_id"].unique())
-    figure, axes = plt.subplots(1, len(prompts), figsize=(6.5 * len(prompts), 6.2), squeeze=False)
+    figure, axes = plt.subplots(1, len(prompts), figsize=(8 * len(prompts), 6.5), squeeze=False)
+    figure.subplots_adjust(wspace=0.55)  # room for the next panel's long model names
     for axis, prompt_id in zip(axes[0], prompts, strict=True):
         rows = pairs[pairs["prompt_id"] == prompt_id]
         models = list(dict.fromkeys([*rows["model_a"], *rows["model_b"]]))
