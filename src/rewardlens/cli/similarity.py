@@ -378,7 +378,6 @@ def layers_command(
     from rewardlens.similarity import get_measure
     from rewardlens.similarity.activations import POOLS
     from rewardlens.similarity.layers import (
-        ablation_checkpoints,
         layer_similarity,
         load_stimuli,
         model_activations,
@@ -387,6 +386,7 @@ def layers_command(
         pair_count,
         safe_name,
     )
+    from rewardlens.training.ablate import ablation_checkpoints
 
     specs = dict(zip(model_labels(model or []), model or [], strict=True))
     for label, path in ablation_checkpoints(ablation) if ablation is not None else []:

@@ -1,8 +1,7 @@
 """Every layer of several models against every layer: the table behind `rewardlens similarity layers`.
 
-`layer_similarity` takes per-layer arrays from any source — the hidden states of transformer models
-(`model_activations`, through the activations job) or the hidden layers of the small networks of the
-training-recipes study (`rewardlens.training.recipes`) — so both are compared by one code path.
+`layer_similarity` takes per-layer arrays from any source (here the hidden states of transformer models,
+`model_activations`, through the activations job), so any network's layers are compared by one code path.
 Each layer's activations become one `Representation`, built once; its Gram matrix, covariance, RDM
 and kernel matrices are memoized there, so the L_a x L_b layer pairs reuse them instead of
 rereading activations. Within one model the table is symmetric and only i <= j is computed.
@@ -38,8 +37,6 @@ from rewardlens.similarity.pair import Pair
 from rewardlens.similarity.registry import Measure, get_measure
 from rewardlens.similarity.representation import Representation
 from rewardlens.similarity.validation import as_float64, check_min_rows, check_same_rows
-from rewardlens.training.ablate import ablation_cells
-from rewardlens.training.train import CHECKPOINTS
 
 COLUMNS = ["model_a", "layer_a", "model_b", "layer_b", "measure", "value"]
 
@@ -230,19 +227,6 @@ def model_labels(specs: Sequence[str]) -> list[str]:
             label, copy = f"{base}#{copy}", copy + 1
         labels.append(label)
     return labels
-
-
-def ablation_checkpoints(directory: str | Path) -> list[tuple[str, Path]]:
-    """(label, checkpoint directory) of every checkpoint of every trained cell of an `ablate` run, labelled
-    `<cell>/step-NNNNNN`, in the ablation's order of cells and steps."""
-    root = Path(directory)
-    checkpoints = [
-        (f"{row['cell']}/{row['words'].name}", root / row["cell"] / "train" / CHECKPOINTS / row["words"].name)
-        for row in ablation_cells(root)
-    ]
-    if not checkpoints:
-        raise UserError(f"{directory}: the ablation has no trained cell with checkpoints yet")
-    return checkpoints
 
 
 def model_activations(

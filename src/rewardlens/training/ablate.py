@@ -28,7 +28,14 @@ from rewardlens.lexicons import load_lexicon
 from rewardlens.prompts import Prompt, load_prompts
 from rewardlens.runs import has_run, read_manifest
 from rewardlens.training.data import PreferenceData, load_preference_data
-from rewardlens.training.train import StepCallback, TrainingConfig, read_training, train_reward_model, write_json
+from rewardlens.training.train import (
+    CHECKPOINTS,
+    StepCallback,
+    TrainingConfig,
+    read_training,
+    train_reward_model,
+    write_json,
+)
 
 ABLATION_FILE = "ablation.json"
 DEFAULT_PROMPTS = WORD_PROMPTS
@@ -257,11 +264,26 @@ def ablation_cells(out: str | os.PathLike[str]) -> list[dict[str, Any]]:
     return rows
 
 
+
+def ablation_checkpoints(directory: str | Path) -> list[tuple[str, Path]]:
+    """(label, checkpoint directory) of every checkpoint of every trained cell of an `ablate` run, labelled
+    `<cell>/step-NNNNNN`, in the ablation's order of cells and steps."""
+    root = Path(directory)
+    checkpoints = [
+        (f"{row['cell']}/{row['words'].name}", root / row["cell"] / "train" / CHECKPOINTS / row["words"].name)
+        for row in ablation_cells(root)
+    ]
+    if not checkpoints:
+        raise UserError(f"{directory}: the ablation has no trained cell with checkpoints yet")
+    return checkpoints
+
+
 __all__ = [
     "ABLATION_FILE",
     "Cell",
     "CellResult",
     "ablation_cells",
+    "ablation_checkpoints",
     "base_slug",
     "parse_data_options",
     "plan_cells",
