@@ -54,8 +54,8 @@ def bundled_scores(name: str) -> list[Path]:
     return sorted(Path(str(folder)).glob("*.csv"))
 
 
-def read_scores_csv(path: str | os.PathLike[str]) -> pd.DataFrame:
-    """A score CSV (wide or long) as long rows `prompt_id, response, score` (response as text)."""
+def _read_text_csv(path: str | os.PathLike[str]) -> tuple[Path, pd.DataFrame]:
+    """Every cell as text (empty cells as ""), column names stripped; one-line errors for a missing or bad file."""
     file = Path(path)
     if not file.is_file():
         raise UserError(f"{file}: no such file")
@@ -63,8 +63,23 @@ def read_scores_csv(path: str | os.PathLike[str]) -> pd.DataFrame:
         raw = pd.read_csv(file, dtype=str, keep_default_na=False)
     except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
         raise UserError(f"{file}: not a readable CSV ({err.__class__.__name__})") from err
-    columns = [str(column).strip() for column in raw.columns]
-    raw.columns = columns
+    raw.columns = [str(column).strip() for column in raw.columns]
+    return file, raw
+
+
+def _parse_numbers(values: pd.Series, missing: tuple[str, ...] = ()) -> tuple[pd.Series, pd.Series]:
+    """(numbers as float64 with NaN for empty cells and the `missing` spellings, the text of the cells that are
+    none of these and not numbers)."""
+    text = values.astype(str).str.strip()
+    numbers = pd.to_numeric(text.where(text != "", None), errors="coerce")
+    bad = numbers.isna() & (text != "") & ~text.str.lower().isin(missing)
+    return numbers.astype("float64"), text[bad]
+
+
+def read_scores_csv(path: str | os.PathLike[str]) -> pd.DataFrame:
+    """A score CSV (wide or long) as long rows `prompt_id, response, score` (response as text)."""
+    file, raw = _read_text_csv(path)
+    columns = list(raw.columns)
     if "response" not in columns:
         expected = "response,<prompt ids>... or prompt_id,response,score"
         raise UserError(f"{file}: no `response` column (expected {expected})")
@@ -86,12 +101,10 @@ def read_scores_csv(path: str | os.PathLike[str]) -> pd.DataFrame:
 
 
 def _numeric_scores(values: pd.Series, file: Path) -> pd.Series:
-    text = values.astype(str).str.strip()
-    numbers = pd.to_numeric(text.where(text != "", None), errors="coerce")
-    bad = numbers.isna() & (text != "") & ~text.str.lower().isin(["na", "nan"])
-    if bad.any():
-        raise UserError(f"{file}: score {text[bad].iloc[0]!r} is not a number")
-    return numbers.astype("float64")
+    numbers, bad = _parse_numbers(values, missing=("na", "nan"))
+    if len(bad):
+        raise UserError(f"{file}: score {bad.iloc[0]!r} is not a number")
+    return numbers
 
 
 def resolve_prompts(prompt_ids: Sequence[str], prompts: Sequence[Prompt] | None, source: str) -> list[Prompt]:
@@ -234,15 +247,8 @@ def read_wide_reference(
 ) -> HumanReferenced:
     """A wide file of one prompt (its stem): a response column (`name` or `response`), the human `reference`
     column, then one numeric score column per model (the EloEverything layout's `elo_rank`, `elo_matches` kept out)."""
-    file = Path(path)
-    if not file.is_file():
-        raise UserError(f"{file}: no such file")
-    try:
-        raw = pd.read_csv(file, dtype=str, keep_default_na=False)
-    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
-        raise UserError(f"{file}: not a readable CSV ({err.__class__.__name__})") from err
-    columns = [str(c).strip() for c in raw.columns]
-    raw.columns = columns
+    file, raw = _read_text_csv(path)
+    columns = list(raw.columns)
     elo = tuple(columns[:4]) == ELO_COLUMNS
     response = "name" if elo else "response"
     if response not in columns:
@@ -270,12 +276,10 @@ def read_wide_reference(
 
 
 def _reference_values(values: pd.Series, reference: str, file: Path) -> pd.Series:
-    text = values.astype(str).str.strip()
-    numbers = pd.to_numeric(text.where(text != "", None), errors="coerce")
-    bad = numbers.isna() & (text != "")
-    if bad.any():
-        raise UserError(f"{file}: reference column {reference!r} is not numeric ({text[bad].iloc[0]!r})")
-    return numbers.astype("float64")
+    numbers, bad = _parse_numbers(values)
+    if len(bad):
+        raise UserError(f"{file}: reference column {reference!r} is not numeric ({bad.iloc[0]!r})")
+    return numbers
 
 
 def human_from_run(directory: str | os.PathLike[str], reference: str = "elo_score") -> HumanReferenced:
