@@ -142,16 +142,22 @@ def scores_from_csv(
     return ScoredInput(name, frame, resolved, (file.stem, file.name), str(file))
 
 
-def scores_from_run(
-    directory: str | os.PathLike[str], prompts: Sequence[Prompt] | None = None
-) -> ScoredInput:
-    """A run's rows; prompt framings from its manifest, or from `prompts` for ids it leaves unframed."""
-
+def _read_run(directory: str | os.PathLike[str]) -> tuple[Path, dict[str, Any], pd.DataFrame]:
+    """A run's folder, manifest and rows; a one-line error for a run without rows."""
     path = Path(directory)
     manifest = read_manifest(path)
     frame = load_run(path)
     if frame.empty:
         raise UserError(f"{path}: the run holds no rows")
+    return path, manifest, frame
+
+
+def scores_from_run(
+    directory: str | os.PathLike[str], prompts: Sequence[Prompt] | None = None
+) -> ScoredInput:
+    """A run's rows; prompt framings from its manifest, or from `prompts` for ids it leaves unframed."""
+
+    path, manifest, frame = _read_run(directory)
     recorded = prompts_from_records(manifest.get("prompts", []))
     given = {prompt.id: prompt for prompt in prompts or []}
     by_id = {prompt.id: given.get(prompt.id, prompt) for prompt in recorded}
@@ -284,11 +290,7 @@ def _reference_values(values: pd.Series, reference: str, file: Path) -> pd.Serie
 
 def human_from_run(directory: str | os.PathLike[str], reference: str = "elo_score") -> HumanReferenced:
     """A run as model scores; a `human` run (kind_of_run) as the reference, or a run whose rows carry `reference`."""
-    path = Path(directory)
-    manifest = read_manifest(path)
-    rows = load_run(path)
-    if rows.empty:
-        raise UserError(f"{path}: the run holds no rows")
+    path, manifest, rows = _read_run(directory)
     prompts = prompts_from_records(manifest.get("prompts", []))
     rows["prompt_id"] = rows["prompt_id"].astype(str)
     empty = pd.DataFrame({"prompt_id": [], "response": [], "human": []})
