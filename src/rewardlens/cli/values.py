@@ -102,9 +102,7 @@ def analyze_values(
     ] = None,
     words: Annotated[
         str,
-        typer.Option(
-            "--words", help="common: rank only the words every model scored; all: each model's own matches."
-        ),
+        typer.Option("--words", help="common: rank only the words every model scored; all: each model's own matches."),
     ] = "common",
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
@@ -214,8 +212,19 @@ def words(
     out: Annotated[Path, typer.Option("--out", "-o", help="Run directory (created, or resumed).")],
     options: ModelOptions,
     lexicon: Annotated[
-        str, typer.Option("--lexicon", "-l", help="big2-nouns, big2-expanded, mfd2, or a lexicon file.")
-    ] = DEFAULT_LEXICON,
+        str | None,
+        typer.Option(
+            "--lexicon", "-l", help=f"big2-nouns, big2-expanded, mfd2, or a lexicon file [default: {DEFAULT_LEXICON}]."
+        ),
+    ] = None,
+    responses: Annotated[
+        Path | None,
+        typer.Option(
+            "--responses",
+            help="Score these responses instead of a lexicon: a text file (one per line) or a CSV with a `response` "
+            "column (other columns kept in the rows).",
+        ),
+    ] = None,
     prompts: Annotated[str, typer.Option("--prompts", help="Bundled set or YAML/text file.")] = WORD_PROMPTS,
     batch_size: BatchSizeOption = None,
     engine: EngineOption = "cached",
@@ -224,13 +233,19 @@ def words(
     workers: WorkersOption = None,
     gpus_per_worker: GpusPerWorkerOption = 1.0,
 ) -> None:
-    """Score every word of a lexicon as the whole response to every prompt (resumable by prompt)."""
+    """Score every word of a lexicon (or every listed response) as the whole response to every prompt (resumable
+    by prompt)."""
+    from rewardlens.errors import UserError
     from rewardlens.jobs.executor import run_job
     from rewardlens.jobs.words import WordsJob
     from rewardlens.prompts import load_prompts
+    from rewardlens.responses import load_responses
 
+    if responses is not None and lexicon is not None:
+        raise UserError("give --responses FILE or --lexicon, not both")
     cluster = ray_options(ray, workers, gpus_per_worker)
-    job = WordsJob.of(model, lexicon, load_prompts(prompts), out, batch_size=batch_size, engine=engine)
+    chosen = load_responses(responses) if responses is not None else (lexicon or DEFAULT_LEXICON)
+    job = WordsJob.of(model, chosen, load_prompts(prompts), out, batch_size=batch_size, engine=engine)
     job.refuse_other_run(overwrite)  # before a slow load
     console = Console(stderr=True)
     display, phase = phase_progress(console)
@@ -247,20 +262,14 @@ def audit(
         list[str] | None,
         typer.Option("--model", "-m", help=f"Model to audit (repeatable); default {DEFAULT_MODEL}."),
     ] = None,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Audit directory (resumed if present).")] = Path(
-        "audit"
-    ),
+    out: Annotated[Path, typer.Option("--out", "-o", help="Audit directory (resumed if present).")] = Path("audit"),
     lexicon: Annotated[
         list[str] | None,
         typer.Option("--lexicon", "-l", help=f"Lexicon besides {DEFAULT_LEXICON}: mfd2, big2-expanded or a file."),
     ] = None,
-    family: Annotated[
-        list[str] | None, typer.Option("--family", help="KEY=FAMILY for a model (repeatable).")
-    ] = None,
+    family: Annotated[list[str] | None, typer.Option("--family", help="KEY=FAMILY for a model (repeatable).")] = None,
     tokens: Annotated[str, typer.Option("--tokens", help="Sweep candidates: all, words, or START:END.")] = "all",
-    permutations: Annotated[
-        int, typer.Option("--permutations", help="Permutations per test.")
-    ] = DEFAULT_PERMUTATIONS,
+    permutations: Annotated[int, typer.Option("--permutations", help="Permutations per test.")] = DEFAULT_PERMUTATIONS,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the permutations.")] = 0,
     batch_size: BatchSizeOption = None,
     engine: EngineOption = "cached",

@@ -1,9 +1,11 @@
-"""Word runs: score every word of a lexicon as the whole response to every prompt.
+"""Word runs: score every word of a lexicon (or every response of a list) as the whole response to every prompt.
 
 Each word is a text response: the full rendered conversation is tokenized (a word is often several
 tokens), and the cached engine reuses the prompt's KV across the words of a prompt. One shard per
 prompt, written atomically, so a word run killed at any moment resumes at the next unfinished prompt.
 Rows: `model, prompt_id, prompt, response` (the word), `score`, `category` (categories joined by `;`).
+A run of a response list (`rewardlens.responses`, `words --responses FILE`) is the same job: its rows carry the
+list's metadata columns instead of `category`, and its manifest names the list (`responses`) instead of a lexicon.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from rewardlens.jobs.sweep import score_definition, settle_scoring_fields, templ
 from rewardlens.lexicons import Lexicon, load_lexicon
 from rewardlens.progress import Progress
 from rewardlens.prompts import Prompt
+from rewardlens.responses import Responses
 from rewardlens.runs.store import RunStore, refuse_other_run
 from rewardlens.scorers.words import score_words
 
@@ -41,6 +44,7 @@ IDENTITY_KEYS = (
     "model_spec",
     "prompts",
     "lexicon",
+    "responses",
     "words_sha1",
     "kind",
     "sequences",
@@ -51,8 +55,14 @@ IDENTITY_KEYS = (
 )
 
 
-def word_table(lexicon: Lexicon) -> pd.DataFrame:
-    """One row per distinct word with its categories joined by `;` (in the lexicon's order)."""
+WordSource = Lexicon | Responses  # what a word run scores: a lexicon's words, or a list of responses
+
+
+def word_table(lexicon: WordSource) -> pd.DataFrame:
+    """One row per distinct word with its categories joined by `;` (in the lexicon's order); a response list's
+    table as it is (`word` and its metadata columns)."""
+    if isinstance(lexicon, Responses):
+        return lexicon.table
     if len(lexicon.prefixes):
         example = lexicon.prefixes["prefix"].iloc[0]
         raise UserError(
@@ -77,11 +87,19 @@ def words_sha1(words: pd.DataFrame) -> str:
     return hashlib.sha1("\n".join(words["word"]).encode("utf-8")).hexdigest()
 
 
+def source_identity(lexicon: WordSource) -> dict[str, Any]:
+    """The manifest keys naming what a run scores: a lexicon (name, words), or a response list (name, and the
+    whole table: its metadata go into the rows, so an edited metadata column is another run)."""
+    if isinstance(lexicon, Responses):
+        return {"lexicon": None, "responses": lexicon.name, "words_sha1": lexicon.sha1}
+    return {"lexicon": lexicon.name, "words_sha1": words_sha1(word_table(lexicon))}
+
+
 def refuse_other_words_run(
     out_dir: str | os.PathLike[str],
     spec: str,
     prompts: Sequence[Prompt],
-    lexicon: Lexicon,
+    lexicon: WordSource,
     overwrite: bool,
 ) -> None:
     """Refuse a DIR holding another run before spending time on loading the model."""
@@ -89,8 +107,7 @@ def refuse_other_words_run(
         "kind_of_run": "words",
         "model_spec": spec,
         "prompts": [prompt.to_dict() for prompt in prompts],
-        "lexicon": lexicon.name,
-        "words_sha1": words_sha1(word_table(lexicon)),
+        **source_identity(lexicon),
     }
     refuse_other_run(out_dir, early, early.keys(), overwrite)
 
@@ -98,7 +115,7 @@ def refuse_other_words_run(
 def words_manifest(
     scorer: ScorerInfo,
     spec: str,
-    lexicon: Lexicon,
+    lexicon: WordSource,
     words: pd.DataFrame,
     prompts: Sequence[Prompt],
     *,
@@ -112,8 +129,8 @@ def words_manifest(
         "model_spec": spec,
         "model": scorer.name,
         "prompts": [prompt.to_dict() for prompt in prompts],
-        "lexicon": lexicon.name,
-        "words_sha1": words_sha1(words),
+        **source_identity(lexicon),
+        **({"metadata": lexicon.metadata, "source": lexicon.source} if isinstance(lexicon, Responses) else {}),
         "n_words": len(words),
         "kind": scorer.kind,
         "dtype": description.get("dtype"),
@@ -129,17 +146,21 @@ def words_manifest(
 
 
 def word_shard_frame(model_name: str, prompt: Prompt, words: pd.DataFrame, scores: np.ndarray) -> pd.DataFrame:
-    """The rows of one prompt's shard: every word with its categories and score."""
-    return pd.DataFrame(
+    """The rows of one prompt's shard: every word with its score, then its categories (a lexicon) or its
+    metadata columns (a response list)."""
+    frame = pd.DataFrame(
         {
             "model": model_name,
             "prompt_id": prompt.id,
             "prompt": prompt.text,
             "response": words["word"].tolist(),
             "score": np.asarray(scores, dtype=np.float64),
-            "category": words["category"].to_numpy(),
         }
     )
+    for column in words.columns:
+        if column != "word":
+            frame[column] = words[column].to_numpy()
+    return frame
 
 
 @dataclass(frozen=True)
@@ -148,7 +169,7 @@ class WordShardTask:
 
     index: int
     prompt: Prompt
-    words: pd.DataFrame = field(repr=False)  # columns word, category
+    words: pd.DataFrame = field(repr=False)  # columns word, category (or a response list's metadata)
     engine: str = "cached"
     batch_size: int | None = None
 
@@ -170,10 +191,11 @@ class WordShardTask:
 
 @dataclass(frozen=True)
 class WordsJob:
-    """Score every word of a lexicon as the whole response to every prompt, into a run in `out_dir`."""
+    """Score every word of a lexicon (or response of a list) as the whole response to every prompt, into a run in
+    `out_dir`."""
 
     model_spec: str
-    lexicon: Lexicon
+    lexicon: WordSource
     prompts: tuple[Prompt, ...]
     out_dir: Path
     batch_size: int | None = None
@@ -185,10 +207,10 @@ class WordsJob:
 
     @classmethod
     def of(
-        cls, model_spec: str, lexicon: str | Lexicon, prompts: Sequence[Prompt], out_dir: Any, **options: Any
+        cls, model_spec: str, lexicon: str | WordSource, prompts: Sequence[Prompt], out_dir: Any, **options: Any
     ) -> WordsJob:
-        """A job from a lexicon name or file (loaded here) or a `Lexicon`."""
-        chosen = lexicon if isinstance(lexicon, Lexicon) else load_lexicon(lexicon)
+        """A job from a lexicon name or file (loaded here), a `Lexicon` or a response list (`Responses`)."""
+        chosen = lexicon if isinstance(lexicon, Lexicon | Responses) else load_lexicon(lexicon)
         return cls(model_spec, chosen, tuple(prompts), Path(out_dir), **options)
 
     def refuse_other_run(self, overwrite: bool) -> None:
@@ -201,14 +223,13 @@ class WordsJob:
         )
         store = RunStore(self.out_dir, manifest, identity_keys=IDENTITY_KEYS, overwrite=overwrite)
         tasks = [WordShardTask(i, p, words, self.engine, self.batch_size) for i, p in enumerate(self.prompts)]
-        return JobPlan(
-            scorer, store, list(tasks), int(manifest["rows_expected"]), f"{self.lexicon.name} words", "words"
-        )
+        what = f"{self.lexicon.name} {'responses' if isinstance(self.lexicon, Responses) else 'words'}"
+        return JobPlan(scorer, store, list(tasks), int(manifest["rows_expected"]), what, "words")
 
 
 def run_words(
     scorer_or_spec: ModelScorer | str | os.PathLike[str],
-    lexicon: str | Lexicon,
+    lexicon: str | WordSource,
     prompts: Sequence[Prompt],
     out_dir: str | os.PathLike[str],
     *,
@@ -219,7 +240,8 @@ def run_words(
     ray: RayOptions | None = None,
     **job_options: Any,
 ) -> JobSummary:
-    """Score every lexicon word under every prompt into a run in `out_dir` (resumed if it is there).
+    """Score every lexicon word (or listed response) under every prompt into a run in `out_dir` (resumed if it is
+    there).
 
     `scorer_or_spec` is a loaded scorer (then `model_spec` names it in _run.json) or a model spec loaded
     with `options` and the keywords that are its fields (here, or on Ray's actors).
@@ -237,6 +259,7 @@ __all__ = [
     "refuse_other_words_run",
     "run_words",
     "shard_name",
+    "source_identity",
     "word_shard_frame",
     "word_table",
     "words_manifest",
