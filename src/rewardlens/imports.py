@@ -89,9 +89,7 @@ def read_scores_csv(path: str | os.PathLike[str]) -> pd.DataFrame:
         prompt_columns = [column for column in columns if column != "response"]
         if not prompt_columns:
             raise UserError(f"{file}: no score columns besides `response`")
-        long = raw.melt(
-            id_vars="response", value_vars=prompt_columns, var_name="prompt_id", value_name="score"
-        )
+        long = raw.melt(id_vars="response", value_vars=prompt_columns, var_name="prompt_id", value_name="score")
     long["score"] = _numeric_scores(long["score"], file)
     long = long.dropna(subset=["score"])  # an empty cell is a response that was not scored
     if long.empty:
@@ -152,9 +150,7 @@ def _read_run(directory: str | os.PathLike[str]) -> tuple[Path, dict[str, Any], 
     return path, manifest, frame
 
 
-def scores_from_run(
-    directory: str | os.PathLike[str], prompts: Sequence[Prompt] | None = None
-) -> ScoredInput:
+def scores_from_run(directory: str | os.PathLike[str], prompts: Sequence[Prompt] | None = None) -> ScoredInput:
     """A run's rows; prompt framings from its manifest, or from `prompts` for ids it leaves unframed."""
 
     path, manifest, frame = _read_run(directory)
@@ -272,8 +268,13 @@ def read_wide_reference(
     text = prompt_text or ELO_PROMPTS.get(prompt_id)
     if text is None:
         raise UserError(f"{file}: prompt {prompt_id!r} has no known text; pass --prompt TEXT")
-    human = pd.DataFrame({"prompt_id": prompt_id, "response": raw[response].astype(str),
-                          "human": _reference_values(raw[reference], reference, file)})
+    human = pd.DataFrame(
+        {
+            "prompt_id": prompt_id,
+            "response": raw[response].astype(str),
+            "human": _reference_values(raw[reference], reference, file),
+        }
+    )
     long = raw.melt(id_vars=response, value_vars=models, var_name="model", value_name="score")
     long["score"] = _numeric_scores(long["score"], file)
     scores = long.rename(columns={response: "response"}).assign(prompt_id=prompt_id)
@@ -296,8 +297,12 @@ def human_from_run(directory: str | os.PathLike[str], reference: str = "elo_scor
     empty = pd.DataFrame({"prompt_id": [], "response": [], "human": []})
     if manifest.get("kind_of_run") == "human":
         human = rows[["prompt_id", "response"]].assign(human=rows["score"].astype("float64"))
-        return HumanReferenced(pd.DataFrame(columns=["prompt_id", "response", "model", "score"]), human, prompts,
-                               str(manifest.get("reference", reference)))
+        return HumanReferenced(
+            pd.DataFrame(columns=["prompt_id", "response", "model", "score"]),
+            human,
+            prompts,
+            str(manifest.get("reference", reference)),
+        )
     if reference in rows.columns:
         values = _reference_values(rows[reference], reference, path)
         human = rows[["prompt_id", "response"]].assign(human=values.to_numpy())
@@ -368,8 +373,11 @@ def import_wide_reference(
         frame = frame.dropna(subset=["score"]).reset_index(drop=True)
         manifest = {
             "kind_of_run": "human" if model == HUMAN_MODEL else "import",
-            "model": str(model), "prompts": records, "reference": reference,
-            "source": [str(Path(p).resolve()) for p in paths], "rewardlens_version": __version__,
+            "model": str(model),
+            "prompts": records,
+            "reference": reference,
+            "source": [str(Path(p).resolve()) for p in paths],
+            "rewardlens_version": __version__,
         }
         name = model_slug(str(model).replace("/", "__"))
         write_run(staging / name, manifest, frame)
@@ -380,8 +388,84 @@ def import_wide_reference(
     return written
 
 
+LAYOUTS = ("auto", "scores", "wide")
+
+
+def _header(file: Path) -> list[str]:
+    """The column names of a CSV's first line (stripped), read without parsing the rest."""
+    import csv
+
+    if not file.is_file():
+        raise UserError(f"{file}: no such file")
+    try:
+        with file.open(encoding="utf-8", newline="") as handle:
+            first = next(csv.reader(handle), [])
+    except (OSError, UnicodeDecodeError, csv.Error) as err:
+        raise UserError(f"{file}: not a readable CSV ({err.__class__.__name__})") from None
+    return [column.strip() for column in first]
+
+
+def detect_layout(path: str | os.PathLike[str]) -> str:
+    """`wide` for the EloEverything layout (its four columns first), `scores` for a file with a `response` column
+    (the value study's wide or the long layout); anything else is refused in one line."""
+    file = Path(path)
+    columns = _header(file)
+    if tuple(columns[:4]) == ELO_COLUMNS:
+        return "wide"
+    if "response" in columns:
+        return "scores"
+    raise UserError(
+        f"{file}: columns are neither the EloEverything layout ({', '.join(ELO_COLUMNS)}, then one per model) nor "
+        "`response` + scores (no `response` column)"
+    )
+
+
+def import_score_files(
+    paths: Sequence[str | os.PathLike[str]],
+    out: str | os.PathLike[str],
+    *,
+    model: str | None = None,
+    layout: str = "auto",
+    prompts: Sequence[Prompt] | None = None,
+    reference: str = "elo_score",
+    prompt_text: str | None = None,
+    overwrite: bool = False,
+) -> dict[str, Any]:
+    """`rewardlens import-scores`: a score CSV of one model (`scores`: `--model` names it) as one run in `out`, or
+    wide reference files (`wide`: one per prompt, a column per model) as one run per model plus the `human` run
+    under `out`. `auto` reads the layout from each file's header (all files must agree).
+
+    Returns {"layout", "runs": model -> run folder, "prompts": the prompt ids, "rows"}."""
+    if layout not in LAYOUTS:
+        raise UserError(f"--layout {layout!r}: use {', '.join(LAYOUTS)}")
+    if not paths:
+        raise UserError("give at least one CSV file")
+    found = [detect_layout(p) if layout == "auto" else layout for p in paths]
+    if len(set(found)) > 1:
+        raise UserError("the files mix layouts (EloEverything wide and `response` + scores); import them separately")
+    chosen = found[0]
+    if chosen == "scores":
+        if len(paths) > 1:
+            raise UserError("a score CSV holds one model: import one file at a time (with --model)")
+        if not model:
+            raise UserError(f"{paths[0]}: a score CSV needs --model (the name of the model that gave the scores)")
+        manifest = import_scores(paths[0], model, out, prompts, overwrite)
+        ids = [p["id"] for p in manifest["prompts"]]
+        return {"layout": chosen, "runs": {model: Path(out)}, "prompts": ids, "rows": manifest.get("rows")}
+    if model:
+        raise UserError("--model is for a score CSV; a wide file names its models in its columns")
+    written = import_wide_reference(paths, out, reference, prompt_text, overwrite)
+    human = read_manifest(written[HUMAN_MODEL])
+    ids = [p["id"] for p in human["prompts"]]
+    rows = sum(int(read_manifest(path).get("rows", 0)) for path in written.values())
+    return {"layout": chosen, "runs": written, "prompts": ids, "rows": rows}
+
+
 __all__ = [
     "ELO_COLUMNS",
+    "LAYOUTS",
+    "detect_layout",
+    "import_score_files",
     "ELO_PROMPTS",
     "HumanReferenced",
     "import_wide_reference",

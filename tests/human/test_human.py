@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -64,17 +66,18 @@ def test_wide_import_round_trips(tmp_path: Path, small_elo: list[Path]) -> None:
     assert human.groupby("prompt_id").size().tolist() == [200, 200, 200]
 
 
-def _one_error_line(result) -> str:  # type: ignore[no-untyped-def]
+def _one_error_line(result: Any) -> str:
     assert result.exit_code == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ")
     return lines[0]
 
 
-def test_bad_input_exits_2_with_one_line(run_cli, tmp_path: Path, small_elo: list[Path]) -> None:  # type: ignore[no-untyped-def]
+def test_bad_input_exits_2_with_one_line(run_cli: Callable[..., Any], tmp_path: Path, small_elo: list[Path]) -> None:
     out = tmp_path / "out"
-    assert "reference column" in _one_error_line(run_cli("analyze", "human", *small_elo, "--out", out,
-                                                         "--reference", "votes"))
+    assert "reference column" in _one_error_line(
+        run_cli("analyze", "human", *small_elo, "--out", out, "--reference", "votes")
+    )
     bad = tmp_path / "greatest_ever_one_word.csv"
     bad.write_text("response,elo_score,rm\nlove,high,1\nwar,2,3\n")
     assert "not numeric" in _one_error_line(run_cli("analyze", "human", bad, "--out", out))
@@ -87,12 +90,72 @@ def test_bad_input_exits_2_with_one_line(run_cli, tmp_path: Path, small_elo: lis
     assert not out.exists() or not any(out.iterdir())
 
 
-def test_analyze_human_cli_writes_every_table(run_cli, tmp_path: Path, small_elo: list[Path]) -> None:  # type: ignore[no-untyped-def]
+def test_analyze_human_cli_writes_every_table(
+    run_cli: Callable[..., Any], tmp_path: Path, small_elo: list[Path]
+) -> None:
     out = tmp_path / "out"
     result = run_cli("analyze", "human", *small_elo, "--out", out, "--bootstrap", "50")
     assert result.exit_code == 0, result.stderr
     names = {p.name for p in out.iterdir()}
-    assert {"human.csv", "agreement.csv", "rank_differences.csv", "stability.csv", "conclusions.csv",
-            "tau_heatmap.png", "rank_differences.png"} <= names
+    assert {
+        "human.csv",
+        "agreement.csv",
+        "rank_differences.csv",
+        "stability.csv",
+        "conclusions.csv",
+        "tau_heatmap.png",
+        "rank_differences.png",
+    } <= names
     conclusions = pd.read_csv(out / "conclusions.csv")
     assert set(conclusions.loc[conclusions["scope"] == "all", "unit"]) == {"models"}
+
+
+def test_import_scores_of_the_wide_layout_gives_the_same_analysis(
+    run_cli: Callable[..., Any], tmp_path: Path, small_elo: list[Path]
+) -> None:
+    runs = tmp_path / "runs"
+    result = run_cli("import-scores", *small_elo, "--out", runs)
+    assert result.exit_code == 0, result.stderr
+    assert "10 models and the human rating" in result.stdout
+    folders = sorted(p for p in runs.iterdir() if p.is_dir())
+    assert len(folders) == 11
+    direct, imported = tmp_path / "direct", tmp_path / "imported"
+    assert run_cli("analyze", "human", *small_elo, "--out", direct, "--bootstrap", "100").exit_code == 0
+    result = run_cli("analyze", "human", *folders, "--out", imported, "--bootstrap", "100")
+    assert result.exit_code == 0, result.stderr
+    for name in ("human.csv", "agreement.csv", "conclusions.csv", "stability.csv"):
+        pd.testing.assert_frame_equal(pd.read_csv(imported / name), pd.read_csv(direct / name), obj=name)
+    # --layout wide reads a `response` + reference file too (the prompt text given).
+    generic = tmp_path / "my_prompt.csv"
+    generic.write_text("response,elo_score,rm_a,rm_b\nlove,3,0.5,1\nwar,1,-2,0\ntea,2,0.1,2\n")
+    result = run_cli("import-scores", generic, "--layout", "wide", "--prompt", "Best?", "--out", tmp_path / "g")
+    assert result.exit_code == 0, result.stderr
+    human = load_run(tmp_path / "g" / "human")
+    assert human["score"].tolist() == [3.0, 1.0, 2.0] and set(human["prompt"]) == {"Best?"}
+
+
+def test_import_scores_bad_wide_input_exits_2_with_one_line(
+    run_cli: Callable[..., Any], tmp_path: Path, small_elo: list[Path]
+) -> None:
+    out = tmp_path / "runs"
+
+    def imported(*args: object) -> str:
+        return _one_error_line(run_cli("import-scores", *args, "--out", out))
+
+    other = tmp_path / "other.csv"
+    other.write_text("word,score\nlove,1\n")
+    assert "neither the EloEverything layout" in imported(other)
+    assert "no reference column 'votes'" in imported(*small_elo, "--reference", "votes")
+    bad = tmp_path / "greatest_ever_one_word.csv"
+    lines = small_elo[0].read_text().splitlines()
+    first = lines[1].split(",")
+    first[1] = "high"
+    bad.write_text("\n".join([lines[0], ",".join(first), *lines[2:]]) + "\n")
+    assert "reference column 'elo_score' is not numeric ('high')" in imported(bad)
+    assert "--model is for a score CSV" in imported(*small_elo, "--model", "m")
+    scores = tmp_path / "scores.csv"
+    scores.write_text("response,best_ever_one\nlove,1\n")
+    assert "mix layouts" in imported(small_elo[0], scores)
+    assert "needs --model" in imported(scores)
+    assert "--layout 'long'" in imported(scores, "--layout", "long")
+    assert not out.exists()

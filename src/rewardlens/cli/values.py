@@ -64,21 +64,51 @@ def lexicons(
 
 @app.command("import-scores")
 def import_scores(
-    csv_file: Annotated[Path, typer.Argument(help="Wide (response,<prompt ids>...) or long CSV.")],
-    model: Annotated[str, typer.Option("--model", "-m", help="Name of the model that gave the scores.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Run directory to write.")],
+    csv_files: Annotated[
+        list[Path],
+        typer.Argument(
+            help="A score CSV (response,<prompt ids>... or prompt_id,response,score), or EloEverything wide files "
+            "(elo_rank,elo_score,name,elo_matches,<one column per model>; one per prompt, the prompt id its stem)."
+        ),
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run directory to write (wide: a folder of runs).")],
+    model: Annotated[
+        str | None, typer.Option("--model", "-m", help="Name of the model that gave the scores (score CSV).")
+    ] = None,
+    layout: Annotated[
+        str, typer.Option("--layout", help="auto (from the header), scores, or wide (one column per model).")
+    ] = "auto",
     prompts: Annotated[
         str | None, typer.Option("--prompts", help="Prompts file for ids outside value54 (with framings).")
     ] = None,
+    reference: Annotated[str, typer.Option("--reference", help="Wide: the human rating's column.")] = "elo_score",
+    prompt: Annotated[
+        str | None, typer.Option("--prompt", help="Wide: prompt text of a file whose stem is not a known prompt id.")
+    ] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a run already in OUT.")] = False,
 ) -> None:
-    """Turn published scores (a CSV) into a run."""
-    from rewardlens.imports import import_scores as run_import
+    """Turn published scores (CSVs) into runs: one per model, and the human rating of a wide file as a `human` run."""
+    from rewardlens.imports import import_score_files
     from rewardlens.prompts import load_prompts
 
-    manifest = run_import(csv_file, model, out, load_prompts(prompts) if prompts else None, overwrite)
-    rows, n_prompts = manifest.get("rows", "?"), len(manifest["prompts"])
-    _console.print(f"imported {rows} scores of {model} under {n_prompts} prompts -> {out}")
+    result = import_score_files(
+        csv_files,
+        out,
+        model=model,
+        layout=layout,
+        prompts=load_prompts(prompts) if prompts else None,
+        reference=reference,
+        prompt_text=prompt,
+        overwrite=overwrite,
+    )
+    rows, n_prompts, runs = result["rows"] or "?", len(result["prompts"]), result["runs"]
+    if result["layout"] == "scores":
+        _console.print(f"imported {rows} scores of {model} under {n_prompts} prompts -> {out}")
+    else:
+        _console.print(
+            f"imported {rows} rows: {len(runs) - 1} models and the human rating ({reference}) under "
+            f"{n_prompts} prompts -> {out}"
+        )
 
 
 @analyze_app.command("values")
