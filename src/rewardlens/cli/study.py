@@ -30,14 +30,21 @@ def study(
 ) -> None:
     """Run a study: every model's sweep and word jobs (on Ray or here), then the analyses and one report."""
     from rewardlens import study as studies
+    from rewardlens.study.parse import TRAINING_RECIPES_KIND, read_study_document, study_kind
 
     if list_recipes:
         _print_recipes(studies.list_recipes(), as_json)
         return
-    options = ray_options(ray, workers)
     if study_file is None:
         raise UserError("give a study file or a recipe name (rewardlens study --list shows the recipes)")
-    chosen = studies.load_study(study_file)  # the whole file is checked before any job starts
+    document, source, base = read_study_document(study_file)
+    if study_kind(document) == TRAINING_RECIPES_KIND:
+        if ray is not None or workers is not None:
+            raise UserError(f"{source}: a training-recipes study runs in this process (no --ray, --workers)")
+        _training_recipes(document, source, out, check, as_json)
+        return
+    options = ray_options(ray, workers)
+    chosen = studies.parse_study(document, source, base)  # the whole file is checked before any job starts
     if check:
         typer.echo(f"{chosen.name}: {len(chosen.models)} model(s), valid")
         return
@@ -67,6 +74,53 @@ def study(
     )
     for note in result.notes:
         typer.echo(f"note: {note}")
+
+
+def _training_recipes(document: object, source: str, out: Path | None, check: bool, as_json: bool) -> None:
+    """Small networks trained by different recipes, compared layer by layer (`similarity.recipes`)."""
+    from rewardlens.report.similarity_plots import save_recipe_figures
+    from rewardlens.similarity import get_measure
+    from rewardlens.similarity.recipes import mean_matrices, parse_recipes, run_recipes
+
+    config = parse_recipes(document, source)
+    if check:
+        typer.echo(
+            f"{config.name}: {len(config.recipes)} recipe(s) x {config.seeds} seed(s), "
+            f"{len(config.measures)} measure(s), valid"
+        )
+        return
+    if out is None:
+        raise UserError("give --out DIR for the study's networks, tables and figures")
+    console = Console(stderr=True)
+    display, phase = phase_progress(console)
+    with display:
+        result = run_recipes(config, out, phase=phase)
+    matrices = {measure: mean_matrices(result.similarity, config, measure) for measure in config.measures}
+    directions = {name: get_measure(name).larger_is_more_similar for name in config.measures}
+    figures = save_recipe_figures(
+        matrices, list(config.recipes), directions, result.penultimate, result.anchors, result.stimuli, result.out
+    )
+    accuracy = result.accuracy.groupby("recipe", sort=False).test_accuracy.agg(["mean", "std"])
+    summary = {
+        "study": config.name,
+        "out": str(result.out),
+        "networks_trained": result.trained,
+        "blocks_computed": result.blocks_computed,
+        "test_accuracy": {str(recipe): round(float(row["mean"]), 4) for recipe, row in accuracy.iterrows()},
+        "tables": [str(path) for path in result.paths],
+        "figures": [str(path) for path in figures],
+    }
+    if as_json:
+        typer.echo(json.dumps(summary))
+        return
+    table = Table("recipe", "test accuracy (mean)", "sd", "seeds", title=config.name)
+    for recipe, row in accuracy.iterrows():
+        table.add_row(str(recipe), f"{row['mean']:.3f}", f"{row['std']:.3f}", str(config.seeds))
+    Console().print(table)
+    typer.echo(
+        f"{config.name}: {result.trained} network(s) trained, {result.blocks_computed} similarity block(s) "
+        f"computed; wrote {len(result.paths)} tables and {len(figures)} figures in {result.out}"
+    )
 
 
 def _print_recipes(recipes: dict[str, str], as_json: bool) -> None:
@@ -106,6 +160,3 @@ def bench_ray(
         device=device,
     )
     typer.echo(json.dumps(result))
-
-
-

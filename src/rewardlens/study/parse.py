@@ -355,8 +355,11 @@ def parse_study(document: Any, source: str = "study", base: Path | None = None) 
     )
 
 
-def load_study(spec: str | os.PathLike[str]) -> Study:
-    """A study file, or the name of a shipped recipe (`rewardlens study --list`)."""
+TRAINING_RECIPES_KIND = "training-recipes"  # `kind:` of a study that trains networks (similarity.recipes)
+
+
+def read_study_document(spec: str | os.PathLike[str]) -> tuple[Any, str, Path | None]:
+    """A study file or shipped recipe parsed as YAML: (document, source for messages, folder of the file)."""
     name = os.fspath(spec)
     path = Path(name)
     if path.is_file():
@@ -376,7 +379,22 @@ def load_study(spec: str | os.PathLike[str]) -> Study:
     except yaml.YAMLError as err:
         first = str(err).splitlines()[0] if str(err) else "invalid YAML"
         raise UserError(f"{source}: malformed YAML ({first})") from None
+    return document, source, base
+
+
+def study_kind(document: Any) -> str:
+    """`training-recipes` for a study that trains networks, `models` for a study of reward models."""
+    if isinstance(document, Mapping) and document.get("kind") == TRAINING_RECIPES_KIND:
+        return TRAINING_RECIPES_KIND
+    return "models"
+
+
+def load_study(spec: str | os.PathLike[str]) -> Study:
+    """A study file, or the name of a shipped recipe (`rewardlens study --list`)."""
+    document, source, base = read_study_document(spec)
+    if study_kind(document) == TRAINING_RECIPES_KIND:
+        raise UserError(f"{source}: a training-recipes study has no models to load; run it with `rewardlens study`")
     return parse_study(document, source, base)
 
 
-__all__ = ["list_recipes", "load_study", "parse_study"]
+__all__ = ["list_recipes", "load_study", "parse_study", "read_study_document", "study_kind"]
