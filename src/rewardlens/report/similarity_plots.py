@@ -98,7 +98,9 @@ def recipe_matrix_grid(
 ) -> Figure:
     """Recipe x recipe grid of layer x layer matrices (means over pairs of networks), one colour scale."""
     count = len(recipes)
-    figure, axes = plt.subplots(count, count, figsize=(2.3 * count + 1.2, 2.3 * count), squeeze=False)
+    figure, axes = plt.subplots(
+        count, count, figsize=(2.3 * count + 1.2, 2.3 * count), squeeze=False, layout="constrained"
+    )
     finite = [m for m in matrices.values() if np.isfinite(m).any()]
     low = min(float(np.nanmin(m)) for m in finite) if finite else 0.0
     high = max(float(np.nanmax(m)) for m in finite) if finite else 1.0
@@ -119,7 +121,7 @@ def recipe_matrix_grid(
                 axis.set_ylabel(f"{recipe}\nlayer", fontsize="small")
             axis.tick_params(labelsize="x-small")
     if image is not None:
-        figure.colorbar(image, ax=axes, fraction=0.03, pad=0.02)
+        figure.colorbar(image, ax=axes, shrink=0.6)
     figure.suptitle(f"{measure}: layer x layer, mean over networks of different seeds")
     return figure
 
@@ -209,7 +211,7 @@ def save_recipe_figures(
     paths = []
     for name, figure in figures:
         path = out_dir / name
-        figure.savefig(path, dpi=120, bbox_inches="tight")
+        figure.savefig(path, dpi=120)
         plt.close(figure)
         paths.append(path)
     return paths

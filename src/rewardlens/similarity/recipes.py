@@ -33,7 +33,8 @@ import json
 import math
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -100,7 +101,7 @@ class RecipesConfig:
     permutations: int = 0  # p-values and intervals at the largest number of stimuli only
     bootstrap: int = 0
     level: float = 0.95
-    threads: int = 1  # one thread: the matrices are tiny and a second one mostly waits
+    threads: int = 1  # torch threads (see `torch_threads`)
 
     @property
     def linear_layers(self) -> int:
@@ -204,6 +205,7 @@ def parse_recipes(document: Any, source: str = "study") -> RecipesConfig:
             values[key] = _names(value, source, key, RECIPES)
         elif key == "measures":
             values[key] = _names(value, source, key, None)
+    values.setdefault("name", Path(source).stem)  # as for a study of models: the file's name
     config = RecipesConfig(**{**asdict(default), **values})
     for name in config.measures:
         try:
@@ -292,8 +294,25 @@ class Trained:
     record: dict[str, Any]
 
 
+@contextmanager
+def torch_threads(count: int) -> Iterator[None]:
+    """`count` intra-op threads inside, the caller's setting after: the matrices are tiny, and on a busy
+    machine a second thread mostly waits (a step took ten times longer with two than with one)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def train_network(config: RecipesConfig, recipe: str, seed: int, data: Digits) -> Trained:
     """One network of `recipe`: SGD with momentum, per-layer cosine-annealed rates, FreezeOut-style freezing."""
+    with torch_threads(config.threads):
+        return _train(config, recipe, seed, data)
+
+
+def _train(config: RecipesConfig, recipe: str, seed: int, data: Digits) -> Trained:
     network = build_network(config, seed)
     initial = {key: value.detach().clone() for key, value in network.state_dict().items()}
     layers = linear_modules(network)
@@ -432,13 +451,11 @@ def run_recipes(
     config: RecipesConfig, out: str | os.PathLike[str], phase: PhaseProgress = no_progress
 ) -> RecipesResult:
     """Train (or read back) every network, compare every layer pair, and write the tables into `out`."""
+    data = load_dataset(config)  # refuses too many stimuli before anything is written
     root = Path(out)
     root.mkdir(parents=True, exist_ok=True)
     _check_state(config, root)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(config.threads)  # tiny matrices: more threads only add overhead
-    try:
-        data = load_dataset(config)
+    with torch_threads(config.threads):
         networks = config.networks
         done = sum((network_dir(root, r, s) / "train.json").is_file() for r, s in networks)
         advance = phase("train networks", len(networks), done)
@@ -452,8 +469,6 @@ def run_recipes(
         accuracy = pd.DataFrame.from_records(records)[["recipe", "seed", "test_accuracy", "train_accuracy"]]
         _atomic(root / "accuracy.csv", lambda tmp: accuracy.to_csv(tmp, index=False))
         similarity, computed = _similarity(config, root, data, phase)
-    finally:
-        torch.set_num_threads(threads)
     _atomic(root / "layer_similarity.csv", lambda tmp: similarity.to_csv(tmp, index=False))
     penultimate = penultimate_table(similarity, config)
     anchors = anchor_table(similarity, config)
