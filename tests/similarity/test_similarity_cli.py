@@ -358,3 +358,45 @@ def test_stimuli_from_a_text_file_or_a_lexicon(tmp_path: Path) -> None:
     nouns = load_stimuli("big2-nouns")
     assert len(nouns) == len(set(nouns)) > 200
     assert model_labels(["/models/rm/", "/other/rm", "base"]) == ["rm", "rm#2", "base"]
+
+
+def test_layers_command_compares_the_checkpoints_of_an_ablation(run_cli, tiny_model_dir, tmp_path: Path) -> None:
+    """`--ablation DIR`: every checkpoint of a trained `ablate` cell joins the models, labelled cell/step."""
+    words = ["love", "family", "power", "success", "trust", "wealth"]
+    pairs = [
+        {"prompt": "What is the best thing?", "chosen": f"hello {good}", "rejected": f"hello {bad}"}
+        for good, bad in zip(words[::2], words[1::2], strict=True)
+    ] * 2
+    data = tmp_path / "pairs.jsonl"
+    data.write_text("".join(json.dumps(pair) + "\n" for pair in pairs), encoding="utf-8")
+    lexicon = tmp_path / "lexicon.csv"
+    lexicon.write_text("word,category\n" + "".join(f"{w},{'A' if i % 2 else 'B'}\n" for i, w in enumerate(words)))
+    prompts = tmp_path / "prompts.yaml"
+    prompts.write_text("best: {text: 'What is the best thing?', framing: positive}\n", encoding="utf-8")
+    ablation = tmp_path / "grid"
+    trained = run_cli(
+        "ablate", "--base", tiny_model_dir("llama", "lm"), "--data", f"d={data}", "--sizes", "6",
+        "--out", ablation, "--epochs", 1, "--batch-size", 3, "--max-length", 64, "--checkpoint-every", 1,
+        "--lexicon", lexicon, "--prompts", prompts, "--device", "cpu",
+    )  # fmt: skip
+    assert trained.exit_code == 0, trained.stderr
+    stimuli = tmp_path / "stimuli.txt"
+    stimuli.write_text("\n".join(STIMULI) + "\n")
+    out = tmp_path / "layers"
+    result = run_cli(
+        "similarity", "layers", "--ablation", ablation, "--stimuli", stimuli, "--template", "none",
+        "--pool", "mean", "--measure", "rv2", "--out", out, "--device", "cpu",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    frame = pd.read_csv(out / "similarity.csv")
+    labels = list(dict.fromkeys([*frame.model_a, *frame.model_b]))
+    assert labels and all(label.startswith("llama") and "/step-" in label for label in labels), labels
+    assert len(labels) == 2  # the checkpoint after each of the two steps
+    same = frame[(frame.model_a == frame.model_b) & (frame.layer_a == frame.layer_b)]
+    np.testing.assert_allclose(same.value, 1.0, atol=1e-9)
+    # A folder that is no ablation is refused in one line.
+    again = run_cli(
+        "similarity", "layers", "--ablation", tmp_path / "missing", "--stimuli", stimuli, "--template", "none",
+        "--out", out,
+    )  # fmt: skip
+    assert again.exit_code == 2 and len(again.stderr.strip().splitlines()) == 1
