@@ -148,7 +148,7 @@ def test_cli_writes_figures_and_a_rerun_resumes(
     for name in ("matrices_rv2.png", "matrices_linear-cka.png", "penultimate.png", "anchors.png", "stimuli.png"):
         assert (out / name).stat().st_size > 0
     weights = {path: path.stat().st_mtime_ns for path in out.glob("networks/*/final.pt")}
-    blocks = {path: path.stat().st_mtime_ns for path in out.glob("similarity/*/*.csv")}
+    blocks = {path: path.stat().st_mtime_ns for path in out.glob("similarity/*/*/*.csv")}
     before = pd.read_csv(out / "layer_similarity.csv")
 
     # A block lost (as by a kill) is computed again; nothing is retrained.
@@ -206,3 +206,32 @@ def test_the_shipped_recipe_is_listed_checked_and_not_a_model_study(run_cli: Cal
         load_study("rv2-training-recipes")
     refused = run_cli("study", "rv2-training-recipes", "--out", "x", "--ray", "local")
     assert refused.exit_code == 2
+
+
+def test_permutation_p_values_and_intervals_at_the_largest_number_of_stimuli(tmp_path: Path) -> None:
+    document = {**SMALL, "hidden": [8], "epochs": 1, "recipes": ["standard", "untrained"], "stimuli": [12, 20]}
+    config = parse_recipes({**document, "permutations": 9, "bootstrap": 9}, "inference")
+    table = run_recipes(config, tmp_path / "out").similarity
+    largest, smaller = table[table.stimuli == 20], table[table.stimuli == 12]
+    assert largest[["p_value", "ci_low", "ci_high"]].notna().all().all()
+    assert smaller[["p_value", "ci_low", "ci_high"]].isna().all().all()
+    assert ((largest.p_value >= 0.1) & (largest.p_value <= 1)).all()  # (1 + count) / (9 + 1)
+    assert (largest.ci_low <= largest.ci_high).all()
+
+
+def test_more_seeds_later_trains_only_the_new_networks_and_compares_them_all(tmp_path: Path) -> None:
+    document = {**SMALL, "hidden": [8, 8], "epochs": 1, "recipes": ["standard", "untrained"], "stimuli": [12]}
+    out = tmp_path / "out"
+    first = run_recipes(parse_recipes(document, "grow"), out)
+    assert first.trained == 4
+    grown = run_recipes(parse_recipes({**document, "seeds": 3, "stimuli": [12, 30]}, "grow"), out)
+    assert grown.trained == 2  # seed 2 of each recipe
+    pairs = set(
+        zip(
+            grown.similarity.recipe_a + grown.similarity.seed_a.astype(str),
+            grown.similarity.recipe_b + grown.similarity.seed_b.astype(str),
+            strict=True,
+        )
+    )
+    assert ("standard0", "untrained2") in pairs and ("standard2", "untrained2") in pairs
+    assert set(grown.similarity.stimuli) == {12, 30}

@@ -23,12 +23,14 @@ number of stimuli in `stimuli` (the first n rows), goes through `layer_similarit
 `rewardlens similarity layers`, so the values are the registry's measures and nothing else.
 
 Resumable: a network whose `train.json` exists is not trained again (its activations are read), and a
-finished block of the similarity table (one number of stimuli, one first model) is not recomputed. A
-rerun with a different training configuration in the same folder is refused.
+finished block of the similarity table (one number of stimuli, one first model, under one set of models,
+measures and inference settings) is not recomputed. Adding seeds or recipes trains only the new networks.
+A rerun with a different training configuration in the same folder is refused.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -87,7 +89,7 @@ class RecipesConfig:
     description: str = ""
     dataset: str = "digits"
     hidden: tuple[int, ...] = (64, 64, 64, 64)
-    seeds: int = 3
+    seeds: int = 4
     epochs: int = 20
     lr: float = 0.05
     momentum: float = 0.9
@@ -97,7 +99,7 @@ class RecipesConfig:
     random_trained_last_k: int = 2
     freeze_first: float = 0.5
     measures: tuple[str, ...] = ("rv2", "linear-cka")
-    stimuli: tuple[int, ...] = (50, 150, 500)
+    stimuli: tuple[int, ...] = (20, 50, 150, 500)
     permutations: int = 0  # p-values and intervals at the largest number of stimuli only
     bootstrap: int = 0
     level: float = 0.95
@@ -214,7 +216,7 @@ def parse_recipes(document: Any, source: str = "study") -> RecipesConfig:
             raise UserError(f"{source}: measures: {err}") from None
         if min(config.stimuli) < measure.min_rows:
             raise UserError(f"{source}: stimuli: {name} needs at least {measure.min_rows} stimuli")
-    if config.random_trained_last_k >= config.linear_layers:
+    if "random" in config.recipes and config.random_trained_last_k >= config.linear_layers:
         raise UserError(
             f"{source}: random_trained_last_k must be below the {config.linear_layers} linear layers "
             f"(len(hidden) + 1), got {config.random_trained_last_k}"
@@ -438,8 +440,8 @@ def _network(config: RecipesConfig, recipe: str, seed: int, data: Digits, out: P
     if record_path.is_file():
         return json.loads(record_path.read_text("utf-8")), False
     trained = train_network(config, recipe, seed, data)
-    stimuli = data.x_test[: max(config.stimuli)]
-    arrays = layer_activations(trained.network, stimuli)
+    # Every held-out image, so that a rerun asking for more stimuli reads them instead of retraining.
+    arrays = layer_activations(trained.network, data.x_test)
     _atomic(folder / "init.pt", lambda tmp: torch.save(trained.initial, tmp))
     _atomic(folder / "final.pt", lambda tmp: torch.save(trained.network.state_dict(), tmp))
     _atomic(folder / "activations.npz", lambda tmp: _save_arrays(tmp, arrays))
@@ -480,8 +482,12 @@ def run_recipes(
 
 def study_activations(config: RecipesConfig, out: Path, data: Digits) -> dict[str, list[np.ndarray]]:
     """Every network's saved layers plus the `targets` pseudo-model, on the largest set of stimuli."""
-    activations = {network_label(r, s): read_activations(network_dir(out, r, s)) for r, s in config.networks}
-    labels = data.y_test[: max(config.stimuli)].numpy()
+    count = max(config.stimuli)
+    activations = {
+        network_label(r, s): [array[:count] for array in read_activations(network_dir(out, r, s))]
+        for r, s in config.networks
+    }
+    labels = data.y_test[:count].numpy()
     activations[TARGETS] = [np.eye(10)[labels]]
     return activations
 
@@ -491,10 +497,14 @@ def _similarity(config: RecipesConfig, out: Path, data: Digits, phase: PhaseProg
     activations = study_activations(config, out, data)
     labels = list(activations)
     blocks = [(n, index) for n in sorted(config.stimuli) for index in range(len(labels))]
-    path = lambda n, label: out / "similarity" / f"n{n}" / f"{label}.csv"  # noqa: E731
+    # A block holds its model against every later one, so it is only reusable for the same models, measures
+    # and inference: those name its folder (another recipe list or seed count computes new blocks).
+    largest = max(config.stimuli)
+    identity = json.dumps([labels, list(config.measures), config.permutations, config.bootstrap, config.level, largest])
+    folder = out / "similarity" / hashlib.sha256(identity.encode()).hexdigest()[:12]
+    path = lambda n, label: folder / f"n{n}" / f"{label}.csv"  # noqa: E731
     done = sum(path(n, labels[index]).is_file() for n, index in blocks)
     advance = phase("layer pairs", len(blocks), done)
-    largest = max(config.stimuli)
     frames, computed = [], 0
     for n, index in blocks:
         block = path(n, labels[index])
