@@ -29,6 +29,27 @@ def test_bootstrap_replicates_equal_scipy_on_the_resampled_rows() -> None:
             assert got[b] == pytest.approx(expected, abs=1e-12, nan_ok=True)
 
 
+def test_bootstrap_equals_scipy_across_chunks_ties_and_wide_weights() -> None:
+    rng = np.random.default_rng(5)
+    n = 300  # 70 resamples: two full chunks of 32 and a narrower one; x with few values, y with many
+    x = rng.integers(0, 4, n).astype(float)
+    y = np.round(x + rng.normal(size=n), 1)
+    counts = resample_counts(n, 70, rng)
+    got = bootstrap_kendall_tau(x, y, counts)
+    again = bootstrap_kendall_tau(y, x, counts)  # merged over the other variable
+    for b in (0, 31, 32, 63, 64, 69):
+        rows = np.repeat(np.arange(n), counts[:, b])
+        expected = stats.kendalltau(x[rows], y[rows], variant="b").statistic
+        assert got[b] == pytest.approx(expected, abs=1e-12) and again[b] == pytest.approx(expected, abs=1e-12)
+    big = 40_000  # cumulative weights above int16: the int32 weights and int64 products
+    x, y = rng.normal(size=big), rng.integers(0, 50, big).astype(float)
+    counts = resample_counts(big, 2, rng)
+    got = bootstrap_kendall_tau(x, y, counts)
+    for b in range(2):
+        rows = np.repeat(np.arange(big), counts[:, b])
+        assert got[b] == pytest.approx(stats.kendalltau(x[rows], y[rows]).statistic, abs=1e-12)
+
+
 @pytest.fixture
 def small_elo(tmp_path: Path) -> list[Path]:
     paths = []
