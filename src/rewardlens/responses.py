@@ -38,6 +38,19 @@ class Responses:
     def metadata(self) -> list[str]:
         return [column for column in self.table.columns if column != "word"]
 
+    def require_numeric(self, column: str) -> None:
+        """A metadata column that serves as a rating: present, and every non-empty cell a number."""
+        if column not in self.metadata:
+            known = ", ".join(self.metadata) or "none"
+            raise UserError(f"{self.source}: no column {column!r} (metadata columns: {known})")
+        text = self.table[column].astype(str).str.strip()
+        numbers = pd.to_numeric(text.where(text != "", None), errors="coerce")
+        bad = text[numbers.isna() & (text != "")]
+        if len(bad):
+            raise UserError(f"{self.source}: column {column!r} is not numeric ({bad.iloc[0]!r})")
+        if numbers.notna().sum() < 2:
+            raise UserError(f"{self.source}: column {column!r} rates fewer than 2 responses")
+
     @property
     def sha1(self) -> str:
         text = self.table.to_csv(index=False, lineterminator="\n")

@@ -100,8 +100,7 @@ def _models_table(audits: Sequence[Any], read_manifest: Any) -> str:
         sweep = read_manifest(audit.sweep_dir)
         versions = (sweep.get("scorer") or {}).get("versions") or {}
         words = ", ".join(
-            f"{lexicon}: {read_manifest(path).get('rows', '?')} rows"
-            for lexicon, path in audit.word_dirs.items()
+            f"{lexicon}: {read_manifest(path).get('rows', '?')} rows" for lexicon, path in audit.word_dirs.items()
         )
         rows.append(
             [
@@ -134,9 +133,7 @@ def _tokens_section(sweep: pd.DataFrame, manifest: Mapping[str, Any]) -> str:
         columns = []
         for end in ("top", "bottom"):
             chosen = group[group["end"] == end]
-            rows = [
-                [int(r.rank), repr(str(r.text)), f"{r.score:.4g}"] for r in chosen.itertuples(index=False)
-            ]
+            rows = [[int(r.rank), repr(str(r.text)), f"{r.score:.4g}"] for r in chosen.itertuples(index=False)]
             columns.append(f"<div><b>{end} {TOP_K}</b>{_table(['#', 'token', 'score'], rows)}</div>")
         blocks.append(
             f"<h3>{_escape(texts.get(str(prompt_id), prompt_id))} <small>({_escape(prompt_id)})</small></h3>"
@@ -301,8 +298,17 @@ def _conclusions_html(conclusions: pd.DataFrame) -> str:
         for r in shown.itertuples(index=False)
     ]
     header = [
-        "claim", "scope", "framing", "estimate [95% CI]", "unit", "n_units", "test", "p", "p_adjusted",
-        "generalizes_to", "note",
+        "claim",
+        "scope",
+        "framing",
+        "estimate [95% CI]",
+        "unit",
+        "n_units",
+        "test",
+        "p",
+        "p_adjusted",
+        "generalizes_to",
+        "note",
     ]
     more = (
         f"<p>first {CONCLUSION_ROWS} of {len(conclusions)} conclusions; all in conclusions.csv</p>"
@@ -467,6 +473,57 @@ def value_dir_html(title: str, directory: Path) -> str:
     return "".join(parts)
 
 
+def human_section_html(directory: Path, reference: str) -> str:
+    """The "vs human preferences" section from the files `analyze human` left in `directory`: Kendall tau-b of
+    each model with the human rating per prompt (bootstrap CI over responses), the family rows, the heatmap."""
+    title = f"Reward models vs human preferences ({reference})"
+    parts = [f"<h2>{_escape(title)}</h2>"]
+    table_path = directory / "human.csv"
+    if table_path.is_file():
+        table = pd.read_csv(table_path)
+        parts.append(
+            "<p>Kendall tau-b of each model's scores with the human rating of the same responses, per prompt; "
+            "95% percentile bootstrap CI over responses (unit: responses).</p>"
+        )
+        rows = [
+            [
+                row.prompt_id,
+                row.model,
+                row.family if isinstance(row.family, str) else "",
+                int(row.n),
+                f"{row.kendall_tau:.3f}",
+                f"({row.ci_low:.3f}, {row.ci_high:.3f})",
+                f"{row.spearman:.3f}",
+                _p(row.p_value),
+            ]
+            for row in table.itertuples(index=False)
+        ]
+        header = ["prompt", "model", "family", "n", "tau-b", "95% CI", "spearman", "p"]
+        parts.append(_table(header, rows))
+    conclusions_path = directory / "conclusions.csv"
+    if conclusions_path.is_file():
+        conclusions = pd.read_csv(conclusions_path)
+        across = conclusions[conclusions["unit"] == "models"]
+        if not across.empty:
+            parts.append("<h3>Families compared across models (unit: models)</h3>")
+            rows = [
+                [
+                    r.contrast,
+                    r.framing,
+                    f"{r.estimate:.3f}",
+                    f"({r.ci_low:.3f}, {r.ci_high:.3f})",
+                    _p(r.p_value),
+                    r.note,
+                ]
+                for r in across.itertuples(index=False)
+            ]
+            parts.append(_table(["contrast", "prompt", "difference in tau", "95% CI", "p", "note"], rows))
+    png = directory / "tau_heatmap.png"
+    if png.is_file():
+        parts.append(_png_img(png, title))
+    return "".join(parts)
+
+
 def replace_report_section(path: Path, name: str, section_html: str) -> None:
     """Put `section_html` into the report between markers named `name`, replacing an earlier copy
     (so a resumed job does not add it twice); written atomically like the report itself."""
@@ -478,4 +535,4 @@ def replace_report_section(path: Path, name: str, section_html: str) -> None:
     _write_atomically(path, document.replace("</body>", f"{start}{section_html}{end}</body>", 1))
 
 
-__all__ = ["beside_published_html", "replace_report_section", "value_dir_html", "write_report"]
+__all__ = ["beside_published_html", "human_section_html", "replace_report_section", "value_dir_html", "write_report"]

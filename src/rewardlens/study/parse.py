@@ -38,6 +38,7 @@ from rewardlens.lexicons import load_lexicon
 from rewardlens.models.spec import ALIASES, resolve_model
 from rewardlens.models.templates import DATE_STRING_FORMAT, SEQUENCES, parse_date
 from rewardlens.prompts import load_prompts
+from rewardlens.responses import load_responses
 from rewardlens.study.schema import (
     DEFAULT_KEYS,
     IMPLICIT_KEYS,
@@ -221,6 +222,25 @@ def _lexicon(spec: Any, source: str, path: str, base: Path | None) -> str:
     return resolved
 
 
+def _responses(spec: Any, human: Any, source: str, base: Path | None) -> tuple[str | None, str | None]:
+    """`words.responses` (a response list, read now) and `words.human` (a numeric column of it)."""
+    if spec is None:
+        if human is not None:
+            raise UserError(f"{source}: words.human names a column of words.responses; add 'responses: FILE'")
+        return None, None
+    resolved = _local_path(str(_typed(spec, str, source, "words.responses", "a responses file")), base)
+    try:
+        listed = load_responses(resolved)
+    except UserError as err:
+        raise UserError(f"{source}: words.responses: {err}") from None
+    if human is not None:
+        try:
+            listed.require_numeric(str(_typed(human, str, source, "words.human", "a column name")))
+        except UserError as err:
+            raise UserError(f"{source}: words.human: {err}") from None
+    return str(Path(resolved).resolve()), (str(human) if human is not None else None)
+
+
 def _implicit_section(value: Any, source: str, base: Path | None) -> ImplicitSection:
     given = _check_keys(value, IMPLICIT_KEYS, source, "implicit")
     entries = given.get("pairs")
@@ -308,14 +328,18 @@ def parse_study(document: Any, source: str = "study", base: Path | None = None) 
     words = None
     if top.get("words") is not None:
         fields = _check_keys(top["words"], WORDS_KEYS, source, "words")
-        lexicons = fields.get("lexicons", [DEFAULT_LEXICON])
+        responses, human = _responses(fields.get("responses"), fields.get("human"), source, base)
+        # A section that scores a response list needs no lexicon.
+        lexicons = fields.get("lexicons", [DEFAULT_LEXICON] if responses is None else [])
         if isinstance(lexicons, str):
             lexicons = [lexicons]
-        if not isinstance(lexicons, list) or not lexicons:
+        if not isinstance(lexicons, list) or (not lexicons and responses is None):
             raise UserError(f"{source}: words.lexicons must be a non-empty list")
         words = WordsSection(
             prompts=_prompt_set(fields.get("prompts", WORD_PROMPTS), source, "words.prompts", base),
             lexicons=tuple(_lexicon(x, source, f"words.lexicons[{i}]", base) for i, x in enumerate(lexicons)),
+            responses=responses,
+            human=human,
         )
     implicit = _implicit_section(top["implicit"], source, base) if top.get("implicit") is not None else None
     reference = _reference_section(top["reference"], source, base) if top.get("reference") is not None else None

@@ -44,7 +44,7 @@ TOP_KEYS = (
     "seed",
 )
 SWEEP_KEYS = ("prompts", "tokens", "include_special", "shard_size")
-WORDS_KEYS = ("prompts", "lexicons")
+WORDS_KEYS = ("prompts", "lexicons", "responses", "human")
 IMPLICIT_KEYS = ("prompts", "responses", "measure", "beta", "pairs")
 PAIR_KEYS = ("policy", "reference", "name", "policy_template", "reference_template")
 REFERENCE_KEYS = ("model", "template", "policy_template")
@@ -81,8 +81,13 @@ class SweepSection:
 
 @dataclass(frozen=True)
 class WordsSection:
+    """Word runs of each lexicon; with `responses` (a response list, `rewardlens.responses`) also a run of those,
+    and with `human` (a numeric column of that list) the "vs human preferences" analysis of every model's run."""
+
     prompts: str = WORD_PROMPTS
     lexicons: tuple[str, ...] = (DEFAULT_LEXICON,)
+    responses: str | None = None
+    human: str | None = None
 
 
 @dataclass(frozen=True)
@@ -148,6 +153,9 @@ class Study:
             document["sweep"] = asdict(self.sweep)
         if self.words:
             document["words"] = {"prompts": self.words.prompts, "lexicons": list(self.words.lexicons)}
+            for key in ("responses", "human"):
+                if getattr(self.words, key) is not None:
+                    document["words"][key] = getattr(self.words, key)
         if self.implicit:
             document["implicit"] = {**asdict(self.implicit), "pairs": [asdict(p) for p in self.implicit.pairs]}
         if self.reference:
@@ -169,6 +177,9 @@ class StudyResult:
     implicit_dirs: dict[str, Path] = field(default_factory=dict)
     # With a reference: per audited language model, its implicit runs ("sweep" and one per lexicon).
     reference_runs: dict[str, dict[str, Path]] = field(default_factory=dict)
+    # With a response list: each model's run of it (by model name), and the analysis against its human column.
+    response_dirs: dict[str, Path] = field(default_factory=dict)
+    human_dir: Path | None = None
     report: Path | None = None
     skipped_jobs: int = 0
     notes: list[str] = field(default_factory=list)
