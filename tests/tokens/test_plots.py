@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 
 from rewardlens.analysis.tokens import agreement, agreement_mds, mean_tau_matrix, moments
+from rewardlens.analysis.tokens.histograms import score_histograms
 from rewardlens.report import token_plots
 
 
@@ -15,7 +16,7 @@ def test_figures_are_written_for_many_prompts_and_models(sweep, texts, tmp_path:
     shape = moments(frame, n_resamples=10)
     pairs = agreement(frame)
     written = [
-        token_plots.plot_score_histograms(frame, shape, tmp_path / "h.png"),
+        token_plots.plot_score_histograms(score_histograms(frame), shape, tmp_path / "h.png"),
         token_plots.plot_agreement_heatmap(mean_tau_matrix(pairs), tmp_path / "a.png"),
         token_plots.plot_agreement_mds(agreement_mds(pairs), tmp_path / "m.png"),
     ]

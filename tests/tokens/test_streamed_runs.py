@@ -9,8 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rewardlens.analysis.tokens import analyze_token_runs, analyze_tokens, load_token_runs
+from rewardlens.analysis.tokens import analyze_token_runs, analyze_tokens, load_identity_terms, load_token_runs
+from rewardlens.analysis.tokens.histograms import score_histograms
+from rewardlens.analysis.tokens.streamed import group_analyses
 from rewardlens.runs import write_run
+from rewardlens.runs.query import SweepRows
 
 WORDS = [
     *(" good", "Good", " happy", " love", "kind", " nice", " great", " wonderful", " joy", " beautiful", "Happy"),
@@ -41,27 +44,30 @@ def _vocabulary(n: int, rng: np.random.Generator) -> pd.DataFrame:
     )
 
 
-def _run(directory: Path, model: str, vocabulary: pd.DataFrame, rng: np.random.Generator) -> Path:
+def _run(directory: Path, model: str, vocabulary: pd.DataFrame, rng: np.random.Generator, shuffle: bool) -> Path:
     pieces = []
     for prompt in PROMPTS:
         # Scores rounded to one decimal: many ties, within and across models.
         scores = np.round(rng.normal(size=len(vocabulary)), 1)
         scores[rng.integers(0, len(vocabulary), 3)] = np.nan
         pieces.append(vocabulary.assign(model=model, prompt_id=prompt["id"], prompt=prompt["text"], score=scores))
-    frame = pd.concat(pieces, ignore_index=True).sample(frac=1.0, random_state=int(rng.integers(1 << 30)))
+    frame = pd.concat(pieces, ignore_index=True)
+    if shuffle:  # each prompt then lists the vocabulary in another order: no prompt shares another's token text
+        frame = frame.sample(frac=1.0, random_state=int(rng.integers(1 << 30)))
     manifest = {"kind_of_run": "sweep", "model": model, "prompts": PROMPTS}
     return write_run(directory, manifest, frame.reset_index(drop=True), shard_rows=300)
 
 
-@pytest.fixture
-def runs(tmp_path: Path) -> list[Path]:
+@pytest.fixture(params=[True, False], ids=["shuffled", "in-order"])
+def runs(tmp_path: Path, request: pytest.FixtureRequest) -> list[Path]:
     rng = np.random.default_rng(7)
+    shuffle = request.param
     vocabulary = _vocabulary(600, rng)
     smaller = vocabulary.iloc[:500]  # another tokenizer: fewer tokens, so alignment drops some texts
     return [
-        _run(tmp_path / "b", "model-b", vocabulary, rng),
-        _run(tmp_path / "a", "model-a", vocabulary, rng),
-        _run(tmp_path / "c", "model-c", smaller, rng),
+        _run(tmp_path / "b", "model-b", vocabulary, rng, shuffle),
+        _run(tmp_path / "a", "model-a", vocabulary, rng, shuffle),
+        _run(tmp_path / "c", "model-c", smaller, rng, shuffle),
     ]
 
 
@@ -100,6 +106,23 @@ def test_streamed_tables_equal_the_pandas_analysis(runs: list[Path], tmp_path: P
             assert streamed.tables[name][column].tolist() == loaded.tables[name][column].tolist()
     assert not streamed.tables["identity"].empty and not streamed.tables["frequency"].empty
     assert not streamed.tables["framing"].empty and not streamed.tables["agreement"].empty
+
+
+def test_streamed_histograms_are_numpys_of_each_model_prompt(runs: list[Path]) -> None:
+    with SweepRows(runs) as rows:
+        results = group_analyses(
+            rows, k=3, seed=0, n_resamples=0, framing_pairs=None, identity_terms=load_identity_terms(), figures=True
+        )
+    frame = load_token_runs(runs).frame
+    assert results.histograms is not None and len(results.histograms) == 3 * len(PROMPTS)
+    loaded = {(h.model, h.prompt_id): h for h in score_histograms(frame)}
+    for histogram in results.histograms:
+        rows = frame[(frame["model"] == histogram.model) & (frame["prompt_id"] == histogram.prompt_id)]
+        scores = rows["score"].to_numpy()[np.isfinite(rows["score"].to_numpy()) & ~rows["is_special"].to_numpy()]
+        counts, edges = np.histogram(scores, bins=60)
+        assert histogram.counts.tolist() == counts.tolist() and histogram.edges.tolist() == edges.tolist()
+        same = loaded[(histogram.model, histogram.prompt_id)]
+        assert same.counts.tolist() == counts.tolist() and same.edges.tolist() == edges.tolist()
 
 
 def test_streamed_refuses_overlapping_runs_as_loading_does(runs: list[Path], tmp_path: Path) -> None:

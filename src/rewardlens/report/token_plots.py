@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+
+from rewardlens.analysis.tokens.histograms import ScoreHistogram
 
 _PANEL = 3.2  # inches per panel side
 _MAX_LEGEND = 8  # prompts labelled in a histogram panel
@@ -24,30 +27,34 @@ def _save(figure: Figure, path: Path) -> Path:
     return path
 
 
-def plot_score_histograms(scores: pd.DataFrame, moments: pd.DataFrame, path: Path, bins: int = 60) -> Path:
-    """One panel per model, one step histogram per prompt, skewness (95% CI) in the legend."""
-    models = sorted(scores["model"].unique())
-    rows, columns = _grid(len(models))
+def plot_score_histograms(histograms: Sequence[ScoreHistogram], moments: pd.DataFrame, path: Path) -> Path:
+    """One panel per model, one step histogram per prompt, skewness (95% CI) in the legend.
+
+    Draws the bin counts counted as the rows were read (`rewardlens.analysis.tokens.histograms`), never the
+    scores themselves.
+    """
+    by_model: dict[str, list[ScoreHistogram]] = {}
+    for histogram in sorted(histograms, key=lambda h: (h.model, h.prompt_id)):
+        by_model.setdefault(histogram.model, []).append(histogram)
+    rows, columns = _grid(len(by_model))
     figure = Figure(figsize=(_PANEL * columns * 1.3, _PANEL * rows), layout="constrained")
     axes = figure.subplots(rows, columns, squeeze=False).ravel()
     shape = moments.set_index(["model", "prompt_id"])
-    for axis, model in zip(axes, models, strict=False):
-        model_scores = scores[scores["model"] == model]
-        prompts = model_scores.groupby("prompt_id", sort=True)
-        labelled = prompts.ngroups <= _MAX_LEGEND  # a legend of 54 prompts would hide the histograms
-        for prompt_id, group in prompts:
-            label = str(prompt_id)
-            if (model, prompt_id) in shape.index:
-                row = shape.loc[(model, prompt_id)]
+    for axis, (model, prompts) in zip(axes, by_model.items(), strict=False):
+        labelled = len(prompts) <= _MAX_LEGEND  # a legend of 54 prompts would hide the histograms
+        for histogram in prompts:
+            label = histogram.prompt_id
+            if (model, histogram.prompt_id) in shape.index:
+                row = shape.loc[(model, histogram.prompt_id)]
                 low, high = row["skewness_ci_low"], row["skewness_ci_high"]
                 label += f" skew {row['skewness']:.2f} [{low:.2f}, {high:.2f}]"
-            axis.hist(group["score"], bins=bins, histtype="step", label=label if labelled else None)
-        axis.set_title(str(model) if labelled else f"{model} ({prompts.ngroups} prompts)", fontsize=9)
+            axis.stairs(histogram.counts, histogram.edges, label=label if labelled else None)
+        axis.set_title(model if labelled else f"{model} ({len(prompts)} prompts)", fontsize=9)
         axis.set_xlabel("score")
         axis.set_ylabel("tokens")
         if labelled:
             axis.legend(fontsize=6)
-    for axis in axes[len(models) :]:
+    for axis in axes[len(by_model) :]:
         axis.set_visible(False)
     return _save(figure, path)
 

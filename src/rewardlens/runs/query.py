@@ -171,8 +171,8 @@ class SweepRows:
     """The rows of sweep runs for the token analyses, read in pieces that fit in memory.
 
     `groups` yields one model x prompt at a time (rows in `load_run` order, scored rows only), the
-    aggregates (prompt ids, duplicates, the vocabulary) are SQL, and `aligned_scores` joins one prompt's
-    scores with a token table in SQL. Use it as a context manager.
+    aggregates (row counts, prompt ids, models) are SQL, and `aligned_scores` joins one prompt's scores with
+    a token table in SQL. Use it as a context manager.
     """
 
     def __init__(self, runs: RunPaths, include_special: bool = False) -> None:
@@ -201,9 +201,6 @@ class SweepRows:
 
     def count(self) -> int:
         return int(self.connection.execute("SELECT count(*) FROM all_rows").fetchone()[0])  # type: ignore[index]
-
-    def scored_count(self) -> int:
-        return int(self.connection.execute("SELECT count(*) FROM scored").fetchone()[0])  # type: ignore[index]
 
     def prompt_ids(self) -> list[str]:
         return [row[0] for row in self.connection.execute("SELECT DISTINCT prompt_id FROM all_rows").fetchall()]
@@ -237,18 +234,13 @@ class SweepRows:
                     params={"model": model},
                 ).to_arrow_reader(_BATCH_ROWS)
                 for (prompt_id, _), table in zip(prompts, _slices(reader, [n for _, n in prompts]), strict=True):
-                    frame = table.to_pandas()
+                    # numpy buffers from malloc, so that `malloc_trim` returns them once a model is done
+                    frame = table.to_pandas(memory_pool=pa.system_memory_pool())
                     frame.insert(0, "prompt_id", prompt_id)
                     frame.insert(0, "model", model)
                     yield model, str(prompt_id), frame
             finally:
                 cursor.close()
-
-    def vocabulary(self) -> pd.DataFrame:
-        """Distinct (model, token_id, response, leading_space) of the scored rows: what token text is made of."""
-        columns = ["model", "token_id", "response"] + (["leading_space"] if "leading_space" in self.columns else [])
-        listed = ", ".join(columns)
-        return self.connection.execute(f"SELECT DISTINCT {listed} FROM scored").df()
 
     def set_aligned_tokens(self, tokens: pd.DataFrame) -> None:
         """Copy the (model, token_id, ...) table `aligned_scores` joins with into DuckDB, once: a pandas frame

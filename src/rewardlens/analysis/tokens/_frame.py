@@ -16,9 +16,7 @@ def require_columns(frame: pd.DataFrame, columns: Iterable[str], analysis: str) 
     """Refuse a frame that lacks a column the analysis needs (one line, names the missing columns)."""
     missing = [column for column in columns if column not in frame.columns]
     if missing:
-        raise UserError(
-            f"{analysis} needs sweep columns {', '.join(missing)}; the runs given do not have them"
-        )
+        raise UserError(f"{analysis} needs sweep columns {', '.join(missing)}; the runs given do not have them")
     if frame.empty:
         raise UserError(f"{analysis}: the runs hold no rows")
 

@@ -79,7 +79,12 @@ def _rbo_from_joint_depths(joint_depths: np.ndarray, s: int, n_long: int, p: flo
 
 def _vocabularies(rows: pd.DataFrame) -> pd.DataFrame:
     """One row per (model, token_id, text), whatever the number of prompts, with `n_ids` sharing that text."""
-    vocabulary = rows[["model", "token_id"]].assign(text=token_text(rows).to_numpy()).drop_duplicates()
+    return texts_vocabulary(rows[["model", "token_id"]].assign(text=token_text(rows).to_numpy()))
+
+
+def texts_vocabulary(texts: pd.DataFrame) -> pd.DataFrame:
+    """`_vocabularies` of (model, token_id, text) rows whose text is already `token_text`'s."""
+    vocabulary = texts.drop_duplicates().reset_index(drop=True)
     vocabulary["n_ids"] = vocabulary.groupby(["model", "text"], observed=True)["token_id"].transform("nunique")
     return vocabulary
 
@@ -226,11 +231,6 @@ def _rbo_of_permutations(order_a: np.ndarray, order_b: np.ndarray, p: float) -> 
     depth_in_a[order_a] = np.arange(1, n + 1)
     joint = np.maximum(np.arange(1, n + 1), depth_in_a[order_b])
     return _rbo_from_joint_depths(joint, n, n, p)
-
-
-def vocabulary_of(rows: pd.DataFrame) -> pd.DataFrame:
-    """`_vocabularies` of rows holding at least model, token_id, response (and leading_space)."""
-    return _vocabularies(rows)
 
 
 def shared_tokens(vocabulary: pd.DataFrame) -> pd.DataFrame:

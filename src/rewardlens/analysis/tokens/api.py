@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from rewardlens.analysis.tokens._frame import require_columns, scored_tokens
+from rewardlens.analysis.tokens._frame import require_columns
 from rewardlens.analysis.tokens.agreement import (
     AGREEMENT_COLUMNS,
     agreement,
@@ -25,13 +25,13 @@ from rewardlens.analysis.tokens.agreement import (
     mean_tau_matrix,
     shared_tokens,
     tau_mds,
-    vocabulary_of,
 )
 from rewardlens.analysis.tokens.framing import framing_analysis, framing_pairs, normalise_framing
 from rewardlens.analysis.tokens.frequency import fit_word_features, word_features
+from rewardlens.analysis.tokens.histograms import score_histograms
 from rewardlens.analysis.tokens.identity import identity_groups, identity_percentiles, load_identity_terms
 from rewardlens.analysis.tokens.moments import moments
-from rewardlens.analysis.tokens.streamed import group_analyses
+from rewardlens.analysis.tokens.streamed import GroupResults, group_analyses
 from rewardlens.analysis.tokens.top_bottom import top_bottom
 from rewardlens.errors import UserError
 
@@ -164,7 +164,7 @@ def analyze_tokens(
     _write(report, "moments.csv", shape)
     if figures:
         report.files.append(
-            token_plots.plot_score_histograms(scored_tokens(frame), shape, report.out_dir / "histograms.png")
+            token_plots.plot_score_histograms(score_histograms(frame), shape, report.out_dir / "histograms.png")
         )
 
     announce("agreement")
@@ -362,13 +362,12 @@ def _analyze_rows(
 
     announce("moments")
     _write(report, "moments.csv", results.moments)
-    if results.scores is not None:
+    if results.histograms is not None:
         path = report.out_dir / "histograms.png"
-        report.files.append(token_plots.plot_score_histograms(results.scores, results.moments, path))
-        results.scores = None  # the largest table: freed before the agreement reads the runs again
+        report.files.append(token_plots.plot_score_histograms(results.histograms, results.moments, path))
 
     announce("agreement")
-    _streamed_agreement(rows, report, figures)
+    _streamed_agreement(rows, results, report, figures)
 
     announce("framing")
     if results.framing is not None:
@@ -393,13 +392,14 @@ def _analyze_rows(
     return report
 
 
-def _streamed_agreement(rows: SweepRows, report: TokenReport, figures: bool) -> None:
-    """`_agreement` with the vocabulary built in SQL and one prompt's aligned scores read at a time."""
+def _streamed_agreement(rows: SweepRows, results: GroupResults, report: TokenReport, figures: bool) -> None:
+    """`_agreement` with the vocabulary gathered by the group stream and one prompt's aligned scores read at a
+    time."""
     models = rows.models()
     if len(models) < 2:
         report.notes.append(f"agreement skipped: it needs at least 2 models, the runs hold {len(models)}")
         return
-    vocabulary = vocabulary_of(rows.vocabulary())
+    vocabulary = results.vocabulary
     report.alignment = alignment_table(vocabulary)
     _write(report, "alignment.csv", report.alignment)
     shared = shared_tokens(vocabulary)

@@ -66,9 +66,7 @@ def load_identity_terms(path: str | Path | None = None) -> pd.DataFrame:
     `path` is a YAML file of `group: [[singular, plural], [adjective], ...]`; by default the bundled list.
     """
     if path is None:
-        source = (
-            resources.files("rewardlens.data").joinpath("identity_terms.yaml").read_text(encoding="utf-8")
-        )
+        source = resources.files("rewardlens.data").joinpath("identity_terms.yaml").read_text(encoding="utf-8")
     else:
         try:
             source = Path(path).read_text(encoding="utf-8")
@@ -88,9 +86,7 @@ def load_identity_terms(path: str | Path | None = None) -> pd.DataFrame:
                 raise UserError(f"identity terms {path}: group {group} has an empty or non-text term")
             for form in forms:
                 for text in _spellings(form.strip()):
-                    records.append(
-                        {"group": str(group), "term": forms[0].strip(), "form": form, "text": text}
-                    )
+                    records.append({"group": str(group), "term": forms[0].strip(), "form": form, "text": text})
     return pd.DataFrame.from_records(records, columns=TERM_COLUMNS).drop_duplicates(["group", "text"])
 
 

@@ -21,8 +21,10 @@ import pandas as pd
 
 from rewardlens.analysis.multiplicity import benjamini_hochberg
 from rewardlens.analysis.tokens._frame import scored_tokens, token_text
+from rewardlens.analysis.tokens.agreement import texts_vocabulary
 from rewardlens.analysis.tokens.framing import framing_tables, model_pairs
 from rewardlens.analysis.tokens.frequency import english_zipf, word_features
+from rewardlens.analysis.tokens.histograms import ScoreHistogram, score_histogram
 from rewardlens.analysis.tokens.identity import GROUP_COLUMNS, IDENTITY_COLUMNS, identity_groups, identity_percentiles
 from rewardlens.analysis.tokens.moments import COLUMNS as MOMENT_COLUMNS
 from rewardlens.analysis.tokens.moments import moments
@@ -31,6 +33,8 @@ from rewardlens.analysis.tokens.top_bottom import top_bottom
 from rewardlens.errors import UserError
 
 # What the group analyses read; the prompt text and raw token string are never needed.
+FEATURE_COLUMNS = ["model", "prompt_id", "word", "score", "zipf", "sentiment", "polarity"]
+POLARITY = pd.CategoricalDtype(["negative", "positive"])
 GROUP_COLUMNS_READ = ["token_id", "response", "score", "is_special", "leading_space", "is_word"]
 
 
@@ -41,12 +45,10 @@ class GroupSource(Protocol):
 
     def groups(self, columns: list[str], scored_only: bool = True) -> Iterator[tuple[str, str, pd.DataFrame]]: ...
 
-    def scored_count(self) -> int: ...
-
 
 @dataclass
 class GroupResults:
-    """The tables the group analyses produce, and the scores the histogram figure draws."""
+    """The tables the group analyses produce, and the bin counts the histogram figure draws."""
 
     top_bottom: pd.DataFrame
     moments: pd.DataFrame
@@ -54,40 +56,10 @@ class GroupResults:
     identity_groups: pd.DataFrame
     features: pd.DataFrame | None
     framing: tuple[pd.DataFrame, pd.DataFrame] | None
-    scores: pd.DataFrame | None = None
+    # (model, token_id, text, n_ids) of every scored token, as `agreement.texts_vocabulary` gives it.
+    vocabulary: pd.DataFrame
+    histograms: list[ScoreHistogram] | None = None
     notes: list[str] = field(default_factory=list)
-
-
-class _ScoreColumns:
-    """model, prompt_id and score of every scored row: the histograms' input.
-
-    The scores go into one array allocated once (8 bytes a row, never a second copy); a model x prompt is one
-    run of rows, so its labels are kept as (model, prompt, length) and expanded into 1- or 2-byte category
-    codes only when the figure is drawn, after DuckDB has finished with its memory.
-    """
-
-    def __init__(self, n_rows: int) -> None:
-        self.score = np.empty(n_rows, dtype=np.float64)
-        self.runs: list[tuple[str, str, int]] = []
-        self.filled = 0
-
-    def add(self, model: str, prompt_id: str, scores: np.ndarray) -> None:
-        stop = self.filled + len(scores)
-        self.score[self.filled : stop] = scores
-        self.runs.append((model, prompt_id, len(scores)))
-        self.filled = stop
-
-    def frame(self) -> pd.DataFrame:
-        lengths = np.array([n for _, _, n in self.runs], dtype=np.int64)
-        columns: dict[str, object] = {}
-        for position, name in ((0, "model"), (1, "prompt_id")):
-            labels = list(dict.fromkeys(str(run[position]) for run in self.runs))
-            index = {label: i for i, label in enumerate(labels)}
-            code_type = np.int8 if len(labels) < 128 else np.int16 if len(labels) < 32768 else np.int32
-            per_run = np.array([index[str(run[position])] for run in self.runs], dtype=code_type)
-            columns[name] = pd.Categorical.from_codes(np.repeat(per_run, lengths), categories=labels)
-        columns["score"] = self.score[: self.filled]
-        return pd.DataFrame(columns, copy=False)
 
 
 def _concat(pieces: list[pd.DataFrame], empty: Callable[[], pd.DataFrame]) -> pd.DataFrame:
@@ -109,13 +81,14 @@ def group_analyses(
     """Top/bottom tokens, moments, identity terms, word features and framing pairs over the group stream."""
     has_words = "is_word" in source.columns
     zipf = cache(english_zipf)  # a vocabulary repeats in every model x prompt: look each word up once
-    scores = _ScoreColumns(source.scored_count()) if figures else None
+    histograms: list[ScoreHistogram] | None = [] if figures else None
     tops, shapes, terms, term_groups, features = [], [], [], [], []
     framed_prompts = {prompt for pair in framing_pairs or [] for prompt in pair}
     summaries: list[pd.DataFrame] = []
     movers: list[pd.DataFrame] = []
     held: dict[str, pd.DataFrame] = {}
-    shared: tuple[np.ndarray, pd.Series] | None = None  # the token ids and text column held prompts share
+    shared: tuple[np.ndarray, pd.DataFrame, pd.Series] | None = None  # ids, raw text columns, token text
+    texts: list[pd.DataFrame] = []  # (model, token_id, text) pieces of the vocabulary
     current_model: str | None = None
 
     def finish_model() -> None:
@@ -143,18 +116,22 @@ def group_analyses(
         terms.append(identity_percentiles(rows, identity_terms))
         term_groups.append(identity_groups(rows, identity_terms))
         if has_words:
-            features.append(word_features(rows, zipf=zipf))
-        if scores is not None:
-            scores.add(model, prompt_id, rows["score"].to_numpy(dtype=np.float64))
-        if prompt_id in framed_prompts:
-            # Only what a framed pair reads. A sweep lists one vocabulary under every prompt: when the token
-            # ids and texts equal those already held, the prompt shares that text column (not a copy of it).
+            # Only what the fits and the scatter read: a study keeps these for every model x prompt.
+            words = word_features(rows, zipf=zipf)[FEATURE_COLUMNS]
+            features.append(words.astype({"polarity": POLARITY}))
+        if histograms is not None:
+            histograms.append(score_histogram(model, prompt_id, rows["score"].to_numpy(dtype=np.float64)))
+        # A sweep lists one vocabulary under every prompt: when the token ids and texts equal the last ones
+        # of this model, the prompt shares that text column (not a copy) and adds nothing to the vocabulary.
+        ids = rows["token_id"].to_numpy()
+        raw = rows[[c for c in ("response", "leading_space") if c in rows.columns]]
+        if shared is not None and np.array_equal(shared[0], ids) and shared[1].equals(raw):
+            text = shared[2]
+        else:
             text = token_text(rows)
-            ids = rows["token_id"].to_numpy()
-            if shared is not None and np.array_equal(shared[0], ids) and shared[1].equals(text):
-                text = shared[1]
-            else:
-                shared = (ids, text)
+            shared = (ids, raw, text)
+            texts.append(pd.DataFrame({"model": model, "token_id": ids, "text": text.to_numpy()}, copy=False))
+        if prompt_id in framed_prompts:  # only what a framed pair reads
             held[prompt_id] = pd.DataFrame(
                 {"token_id": rows["token_id"], "score": rows["score"], "response": text}, copy=False
             )
@@ -170,7 +147,8 @@ def group_analyses(
         identity_groups=group_table,
         features=pd.concat(features, ignore_index=True) if features else None,
         framing=_framing_result(summaries, movers) if framing_pairs is not None else None,
-        scores=scores.frame() if scores is not None else None,
+        vocabulary=texts_vocabulary(_concat(texts, lambda: pd.DataFrame(columns=["model", "token_id", "text"]))),
+        histograms=histograms,
     )
 
 
