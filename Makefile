@@ -36,7 +36,8 @@ demo: $(DEMO_STAMP)
 	$(BIN)/rewardlens audit --out runs/demo-audit
 
 test: $(TEST_STAMP)
-	$(BIN)/python -m pytest -q
+	# The slowest tests are listed, so that the suite's time can be kept in check.
+	$(BIN)/python -m pytest -q --durations=25
 
 lint: $(TEST_STAMP)
 	$(BIN)/ruff check src tests

@@ -5,9 +5,6 @@ word runs (an implicit run's family is its policy's); with `beside_published`, t
 ten published RMs whose scores of that lexicon are bundled; the token analyses over the sweeps; with a response
 list (`words.responses`), each model's run of it, and with its human column (`words.human`) every model against
 that rating (`rewardlens.analysis.human`, in OUT/human-<list>/); then the report, written once, with every section.
-
-The response-list runs are scored here, after the jobs of `rewardlens.study.run` (through the same executor,
-resumable, a finished run skipped without loading its model), on this machine (not on Ray).
 """
 
 from __future__ import annotations
@@ -18,15 +15,11 @@ from typing import Any
 from rewardlens.analysis.family import infer_family, parse_family_options
 from rewardlens.analysis.human import analyze_human_files
 from rewardlens.analysis.tokens.api import analyze_token_runs
-from rewardlens.jobs.executor import run_jobs
-from rewardlens.jobs.words import WordsJob
 from rewardlens.layout import lexicon_slug
 from rewardlens.progress import PhaseProgress
-from rewardlens.prompts import load_prompts
 from rewardlens.published import beside_published, published_bundle
 from rewardlens.report.audit_html import human_section_html, value_dir_html, write_report
-from rewardlens.responses import load_responses
-from rewardlens.runs.store import is_complete_run, read_manifest
+from rewardlens.runs.store import read_manifest
 from rewardlens.study.schema import Study, StudyResult
 from rewardlens.values import ValueReport, analyze_value_files
 
@@ -121,25 +114,6 @@ def _beside_published(study: Study, result: StudyResult, phase: PhaseProgress) -
     return besides
 
 
-def _responses_runs(study: Study, result: StudyResult, phase: PhaseProgress) -> None:
-    """Each model's run of the response list, in OUT/models/<name>/responses-<list>/ (resumed, or skipped when
-    complete)."""
-    words = study.words
-    if words is None or words.responses is None:
-        return
-    listed = load_responses(words.responses)
-    prompts = load_prompts(words.prompts)
-    for model, runs in zip(study.models, result.models, strict=True):
-        target = runs.sweep_dir.parent / f"responses-{lexicon_slug(words.responses)}"
-        result.response_dirs[model.name] = target
-        if is_complete_run(target, model.spec):
-            result.skipped_jobs += 1
-            continue
-        job = WordsJob.of(model.spec, listed, prompts, target, batch_size=model.batch_size, engine=study.engine)
-        run_jobs([job], options=model.options, phase=phase)
-        runs.loaded = True
-
-
 def _human(study: Study, result: StudyResult, phase: PhaseProgress) -> str:
     """Every model's response-list run against the list's human column; the report section ("" without one)."""
     words = study.words
@@ -167,7 +141,6 @@ def _human(study: Study, result: StudyResult, phase: PhaseProgress) -> str:
 def analyse(study: Study, result: StudyResult, phase: PhaseProgress) -> None:
     """Every analysis the study asks for, then its report (written once, with every section)."""
 
-    _responses_runs(study, result, phase)
     human_html = _human(study, result, phase)
     reports = _values(study, result, phase)
     implicit_dirs = _implicit_values(study, result)

@@ -32,6 +32,7 @@ from rewardlens.layout import ModelRuns, lexicon_slug
 from rewardlens.lexicons import load_lexicon
 from rewardlens.progress import PhaseProgress, no_progress
 from rewardlens.prompts import Prompt, load_prompts
+from rewardlens.responses import Responses, load_responses
 from rewardlens.runs.store import is_complete_run, read_manifest, shard_files
 from rewardlens.scorers.language import load_language_model, loaded_language_model
 from rewardlens.study.analyses import analyse
@@ -105,7 +106,16 @@ def _refuse_finished_runs_of_other_dates(study: Study, root: Path) -> None:
             )
 
 
-def _model_jobs(study: Study, model: StudyModel, runs: ModelRuns, prompts: dict[str, list[Prompt]]) -> list[Job]:
+def responses_dir(study: Study, runs: ModelRuns) -> Path | None:
+    """Where a model's run of the study's response list goes (None without one): beside its other runs."""
+    if study.words is None or study.words.responses is None:
+        return None
+    return runs.sweep_dir.parent / f"responses-{lexicon_slug(study.words.responses)}"
+
+
+def _model_jobs(
+    study: Study, model: StudyModel, runs: ModelRuns, prompts: dict[str, list[Prompt]], responses: Responses | None
+) -> list[Job]:
     jobs: list[Job] = []
     if study.sweep:
         jobs.append(
@@ -123,6 +133,10 @@ def _model_jobs(study: Study, model: StudyModel, runs: ModelRuns, prompts: dict[
     for lexicon, path in runs.word_dirs.items():
         words = WordsJob.of(model.spec, lexicon, prompts["words"], path, batch_size=model.batch_size)
         jobs.append(replace(words, engine=study.engine))
+    listed_dir = responses_dir(study, runs)
+    if responses is not None and listed_dir is not None:
+        listed = WordsJob.of(model.spec, responses, prompts["words"], listed_dir, batch_size=model.batch_size)
+        jobs.append(replace(listed, engine=study.engine))
     return jobs
 
 
@@ -142,11 +156,15 @@ def run_study(
         "sweep": load_prompts(study.sweep.prompts) if study.sweep else [],
         "words": load_prompts(study.words.prompts) if study.words else [],
     }
+    responses = load_responses(study.words.responses) if study.words and study.words.responses else None
     result = StudyResult(out=root, models=[])
     for model in study.models:
         runs = _runs_of(study, model, root)
         result.models.append(runs)
-        jobs = _model_jobs(study, model, runs, prompts)
+        listed_dir = responses_dir(study, runs)
+        if listed_dir is not None:
+            result.response_dirs[model.name] = listed_dir
+        jobs = _model_jobs(study, model, runs, prompts, responses)
         todo = [job for job in jobs if not is_complete_run(job.out_dir, model.spec)]
         result.skipped_jobs += len(jobs) - len(todo)
         if not todo:
