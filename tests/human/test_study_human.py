@@ -10,10 +10,12 @@ import pandas as pd
 import pytest
 from scipy import stats
 
+from cli_runner import CliResult
 from rewardlens.errors import UserError
 from rewardlens.runs import load_run
 from rewardlens.study.parse import parse_study
 from rewardlens.study.run import run_study
+from rewardlens.study.schema import Study, StudyResult
 
 RESPONSES = ["love", "the ocean", "Pizza!", "my family and friends", "power", "a warm cup of tea", "War", "music"]
 
@@ -74,3 +76,40 @@ def test_bad_human_keys_are_one_line(tmp_path: Path, tiny_model_dir: Callable[..
     bad.write_text("response,elo_score\nlove,high\nwar,2\n")
     assert "is not numeric ('high')" in parse({"responses": str(bad), "human": "elo_score"})
     assert "words.responses: " in parse({"responses": str(tmp_path / "missing.csv")})
+
+
+def test_audit_passes_the_response_list_and_its_human_column_to_its_study(
+    tmp_path: Path,
+    tiny_model_dir: Callable[..., Path],
+    listed: Path,
+    run_cli: Callable[..., CliResult],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`audit --responses --human` is the study above (tested end to end there) with the audit's sections."""
+    import rewardlens.study.run as study_run
+
+    planned: list[Study] = []
+
+    def capture(study: Study, out: Path, **_: object) -> StudyResult:
+        planned.append(study)
+        return StudyResult(out=Path(out), models=[])
+
+    monkeypatch.setattr(study_run, "run_study", capture)
+    model = str(tiny_model_dir("llama", "reward"))
+    result = run_cli("audit", "-m", model, "--out", str(tmp_path / "a"), "--responses", listed, "--human", "elo_score")
+    assert result.exit_code == 0, result.stderr
+    (study,) = planned
+    assert study.words is not None and study.words.responses == str(listed.resolve())
+    assert study.words.human == "elo_score" and study.words.lexicons == ("big2-nouns",) and study.sweep is not None
+
+
+def test_audit_refuses_a_bad_human_column_before_scoring(
+    tmp_path: Path, tiny_model_dir: Callable[..., Path], listed: Path, run_cli: Callable[..., CliResult]
+) -> None:
+    model = str(tiny_model_dir("llama", "reward"))
+    out = tmp_path / "audit"
+    for extra in (["--human", "elo_score"], ["--responses", str(listed), "--human", "votes"]):
+        result = run_cli("audit", "-m", model, "--out", str(out), *extra)
+        assert result.exit_code == 2
+        assert len(result.stderr.strip().splitlines()) == 1
+        assert not out.exists()

@@ -320,6 +320,16 @@ def audit(
             help="Also analyse the models beside the ten published RMs (lexicons whose published scores are bundled).",
         ),
     ] = True,
+    responses: Annotated[
+        Path | None,
+        typer.Option(
+            "--responses", help="Also score this response list (a text file, or a CSV with a response column)."
+        ),
+    ] = None,
+    human: Annotated[
+        str | None,
+        typer.Option("--human", help="A numeric column of --responses (e.g. elo_score): every model against it."),
+    ] = None,
 ) -> None:
     """The main job: sweep, word scores, value analysis and one HTML report per audit."""
     from rewardlens.engine import check_engine
@@ -339,6 +349,8 @@ def audit(
         batch_size=batch_size,
         reference=reference,
         beside_published=beside_published,
+        responses=responses,
+        human=human,
         options=options,
     )
     display, phase = phase_progress(Console(stderr=True))

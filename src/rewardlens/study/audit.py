@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from rewardlens.config import (
@@ -26,6 +27,7 @@ from rewardlens.layout import model_slug
 from rewardlens.lexicons import load_lexicon
 from rewardlens.progress import PhaseProgress, no_progress
 from rewardlens.prompts import load_prompts
+from rewardlens.responses import load_responses
 from rewardlens.study.schema import ReferenceSection, Study, StudyModel, SweepSection, WordsSection
 
 
@@ -44,11 +46,15 @@ def audit_study(
     reference: str | None = None,
     reference_template: str | None = None,
     beside_published: bool = False,
+    responses: str | os.PathLike[str] | None = None,
+    human: str | None = None,
     options: ModelOptions | None = None,
     **changes: Any,
 ) -> Study:
     """The audit of `models` as a study: every model loaded with `options` (and keyword `changes`); with a
-    `reference`, each language model's implicit reward against it, loaded with the same options."""
+    `reference`, each language model's implicit reward against it, loaded with the same options; with
+    `responses` (a response list) each model's run of it too, and with `human` (a numeric column of that list)
+    every model against that rating."""
     if not models:
         raise UserError("give at least one --model")
     chosen = model_options(options, **changes)
@@ -57,6 +63,7 @@ def audit_study(
         load_lexicon(lexicon)  # a bad lexicon fails now, not after an hour of scoring
     load_prompts(sweep_prompts)
     load_prompts(word_prompts)
+    listed = _response_list(responses, human)
     entries = tuple(StudyModel(spec, model_slug(spec), chosen, batch_size) for spec in models)
     if len({entry.name for entry in entries}) != len(entries):
         raise UserError("two --model values have the same base name; audit them into separate --out dirs")
@@ -67,7 +74,7 @@ def audit_study(
         name="audit",
         models=entries,
         sweep=SweepSection(prompts=sweep_prompts, tokens=tokens),
-        words=WordsSection(prompts=word_prompts, lexicons=chosen_lexicons),
+        words=WordsSection(prompts=word_prompts, lexicons=chosen_lexicons, responses=listed, human=human),
         reference=section,
         # Token analyses compare models: with one model there is nothing to compare.
         analyses=("values", "tokens") if len(entries) > 1 else ("values",),
@@ -78,6 +85,18 @@ def audit_study(
         family_options=tuple(families),
         implicit_options=chosen,
     )
+
+
+def _response_list(responses: str | os.PathLike[str] | None, human: str | None) -> str | None:
+    """The response list's absolute path, read now (a bad list or rating column fails before any scoring)."""
+    if responses is None:
+        if human is not None:
+            raise UserError("--human names a column of the --responses list; give --responses FILE")
+        return None
+    listed = load_responses(responses)
+    if human is not None:
+        listed.require_numeric(human)
+    return str(Path(responses).resolve())
 
 
 def run_audit(
