@@ -33,9 +33,10 @@ from rewardlens.analysis.tokens.top_bottom import top_bottom
 from rewardlens.errors import UserError
 
 # What the group analyses read; the prompt text and raw token string are never needed.
+GROUP_COLUMNS_READ = ["token_id", "response", "score", "is_special", "leading_space", "is_word"]
+# What is kept of the word features (the frequency fits and scatter read no more).
 FEATURE_COLUMNS = ["model", "prompt_id", "word", "score", "zipf", "sentiment", "polarity"]
 POLARITY = pd.CategoricalDtype(["negative", "positive"])
-GROUP_COLUMNS_READ = ["token_id", "response", "score", "is_special", "leading_space", "is_word"]
 
 
 class GroupSource(Protocol):
