@@ -3,8 +3,8 @@
 Per lexicon the value analysis over every model's word runs; with a reference, the same over the implicit
 word runs (an implicit run's family is its policy's); with `beside_published`, the local runs beside the
 ten published RMs whose scores of that lexicon are bundled; the token analyses over the sweeps; with a response
-list (`words.responses`), each model's run of it, and with its human column (`words.human`) every model against
-that rating (`rewardlens.analysis.human`, in OUT/human-<list>/); then the report, written once, with every section.
+list's human column (`words.human`), every model's run of the list (scored by `rewardlens.study.run`) against that
+rating (`rewardlens.analysis.human`, in OUT/human-<list>/); then the report, written once, with every section.
 """
 
 from __future__ import annotations
