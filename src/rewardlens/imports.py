@@ -24,6 +24,7 @@ from rewardlens.config import WORD_PROMPTS
 from rewardlens.errors import UserError
 from rewardlens.prompts import Prompt, load_prompts, prompts_from_records
 from rewardlens.runs import load_run, read_manifest, write_run
+from rewardlens.text_csv import read_text_csv
 
 LONG_COLUMNS = ("prompt_id", "response", "score")
 
@@ -54,19 +55,6 @@ def bundled_scores(name: str) -> list[Path]:
     return sorted(Path(str(folder)).glob("*.csv"))
 
 
-def _read_text_csv(path: str | os.PathLike[str]) -> tuple[Path, pd.DataFrame]:
-    """Every cell as text (empty cells as ""), column names stripped; one-line errors for a missing or bad file."""
-    file = Path(path)
-    if not file.is_file():
-        raise UserError(f"{file}: no such file")
-    try:
-        raw = pd.read_csv(file, dtype=str, keep_default_na=False)
-    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
-        raise UserError(f"{file}: not a readable CSV ({err.__class__.__name__})") from err
-    raw.columns = [str(column).strip() for column in raw.columns]
-    return file, raw
-
-
 def _parse_numbers(values: pd.Series, missing: tuple[str, ...] = ()) -> tuple[pd.Series, pd.Series]:
     """(numbers as float64 with NaN for empty cells and the `missing` spellings, the text of the cells that are
     none of these and not numbers)."""
@@ -78,7 +66,7 @@ def _parse_numbers(values: pd.Series, missing: tuple[str, ...] = ()) -> tuple[pd
 
 def read_scores_csv(path: str | os.PathLike[str]) -> pd.DataFrame:
     """A score CSV (wide or long) as long rows `prompt_id, response, score` (response as text)."""
-    file, raw = _read_text_csv(path)
+    file, raw = read_text_csv(path)
     columns = list(raw.columns)
     if "response" not in columns:
         expected = "response,<prompt ids>... or prompt_id,response,score"
@@ -249,7 +237,7 @@ def read_wide_reference(
 ) -> HumanReferenced:
     """A wide file of one prompt (its stem): a response column (`name` or `response`), the human `reference`
     column, then one numeric score column per model (the EloEverything layout's `elo_rank`, `elo_matches` kept out)."""
-    file, raw = _read_text_csv(path)
+    file, raw = read_text_csv(path)
     columns = list(raw.columns)
     elo = tuple(columns[:4]) == ELO_COLUMNS
     response = "name" if elo else "response"

@@ -20,6 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 from rewardlens.errors import UserError
+from rewardlens.text_csv import read_text_csv
 
 # Columns of a word run's rows: metadata may not take these names.
 RESERVED_COLUMNS = ("model", "prompt_id", "prompt", "score", "category", "word")
@@ -65,11 +66,7 @@ def _read_text(file: Path) -> str:
 
 
 def _from_csv(file: Path) -> pd.DataFrame:
-    try:
-        raw = pd.read_csv(file, dtype=str, keep_default_na=False)
-    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
-        raise UserError(f"{file}: not a readable CSV ({err.__class__.__name__})") from None
-    raw.columns = [str(column).strip() for column in raw.columns]
+    _, raw = read_text_csv(file)
     if "response" not in raw.columns:
         raise UserError(f"{file}: no `response` column (columns: {', '.join(raw.columns[:6])})")
     repeated = [column for column in raw.columns if list(raw.columns).count(column) > 1]
