@@ -134,7 +134,7 @@ def frame_to_table(frame: pd.DataFrame) -> pa.Table:
     return table.cast(pa.schema(fields)).replace_schema_metadata(None)
 
 
-def _atomic_write_bytes(path: Path, write: Any) -> None:
+def atomic_write(path: Path, write: Any) -> None:
     """Write via `write(tmp_path)` to a dot-named temporary file beside `path`, then rename it into place.
 
     The temporary name starts with `.` (ignored by pyarrow and by `shard_files`) and carries host and pid,
@@ -156,7 +156,7 @@ def _atomic_write_bytes(path: Path, write: Any) -> None:
 
 def _write_manifest(directory: Path, manifest: Mapping[str, Any]) -> None:
     text = json.dumps(manifest, indent=2, ensure_ascii=False, default=str) + "\n"
-    _atomic_write_bytes(directory / MANIFEST_NAME, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    atomic_write(directory / MANIFEST_NAME, lambda tmp: tmp.write_text(text, encoding="utf-8"))
     # A resumed 0.1 run now has `_run.json`; its `run.json` would keep the directory unreadable as a dataset.
     (directory / LEGACY_MANIFEST_NAME).unlink(missing_ok=True)
 
@@ -300,7 +300,7 @@ class RunStore:
         """Write one shard atomically; rewriting an existing shard replaces it whole."""
         path = self.shard_path(shard_name)
         table = frame_to_table(frame)
-        _atomic_write_bytes(path, lambda tmp: pq.write_table(table, tmp))
+        atomic_write(path, lambda tmp: pq.write_table(table, tmp))
         return path
 
     def rows_done(self) -> int:

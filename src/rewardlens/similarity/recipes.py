@@ -48,6 +48,7 @@ from torch import nn
 
 from rewardlens.errors import UserError
 from rewardlens.progress import PhaseProgress, no_progress
+from rewardlens.runs.store import atomic_write
 from rewardlens.similarity.layers import layer_similarity, pair_count
 from rewardlens.similarity.registry import get_measure
 
@@ -377,11 +378,9 @@ def network_label(recipe: str, seed: int) -> str:
 
 
 def _atomic(path: Path, write: Any) -> None:
-    """Write through a temporary file in the same folder, then rename: a killed run leaves no half file."""
+    """`atomic_write` (the run store's: a killed run leaves no half file) into a folder made if missing."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    write(tmp)
-    os.replace(tmp, path)
+    atomic_write(path, write)
 
 
 def _write_json(path: Path, content: Any) -> None:
